@@ -1,0 +1,4 @@
+//! The chat and Q&A application on namespace `/`: event handlers, validation,
+//! rate limits. It talks to [`crate::socketio`] and to a [`store::Store`] only.
+
+pub mod store;

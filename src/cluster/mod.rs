@@ -1,0 +1,1 @@
+//! Cross-replica delivery: implements `socketio::Adapter` over Redis (fred).

@@ -1,0 +1,1 @@
+//! engineio (under construction)
