@@ -137,6 +137,8 @@ pub struct Engine {
     handler: Arc<dyn EngineHandler>,
     metrics: Arc<Metrics>,
     accepting: AtomicBool,
+    /// Woken when the last session is removed (drain at shutdown).
+    emptied: tokio::sync::Notify,
 }
 
 impl Engine {
@@ -152,6 +154,7 @@ impl Engine {
             handler,
             metrics,
             accepting: AtomicBool::new(true),
+            emptied: tokio::sync::Notify::new(),
         })
     }
 
@@ -181,7 +184,24 @@ impl Engine {
     }
 
     pub(crate) fn remove(&self, sid: &str) {
-        self.sessions.write().remove(sid);
+        let mut sessions = self.sessions.write();
+        sessions.remove(sid);
+        if sessions.is_empty() {
+            self.emptied.notify_waiters();
+        }
+    }
+
+    /// Resolves once no session is open.
+    pub async fn wait_empty(&self) {
+        loop {
+            let notified = self.emptied.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.session_count() == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Creates a session, starts its heartbeat and tells the application.
