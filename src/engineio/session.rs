@@ -127,7 +127,13 @@ pub struct Session {
     transport: AtomicU8,
     /// Set while a WebSocket probe for this polling session is in progress.
     pub(crate) upgrading: AtomicBool,
+    /// Woken when an upgrade finishes or is abandoned.
+    pub(crate) upgrade_done: Notify,
     pong: Notify,
+    /// When the unanswered ping expires, while one is outstanding. The driver's
+    /// timer enforces it; lookups check it too so a request arriving at the
+    /// deadline never races the timer's millisecond rounding.
+    pong_deadline: Mutex<Option<Instant>>,
     closed: CancellationToken,
     reason: OnceLock<CloseReason>,
     conn: Mutex<Option<Arc<dyn Connection>>>,
@@ -152,7 +158,9 @@ impl Session {
             rx: Arc::new(tokio::sync::Mutex::new(rx)),
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
+            upgrade_done: Notify::new(),
             pong: Notify::new(),
+            pong_deadline: Mutex::new(None),
             closed: CancellationToken::new(),
             reason: OnceLock::new(),
             conn: Mutex::new(None),
@@ -178,8 +186,14 @@ impl Session {
         let old = self.transport();
         if old != t {
             self.transport.store(t as u8, Ordering::Release);
-            self.metrics.connections_open.with_label_values(&[old.as_str()]).dec();
-            self.metrics.connections_open.with_label_values(&[t.as_str()]).inc();
+            self.metrics
+                .connections_open
+                .with_label_values(&[old.as_str()])
+                .dec();
+            self.metrics
+                .connections_open
+                .with_label_values(&[t.as_str()])
+                .inc();
         }
     }
 
@@ -252,7 +266,14 @@ impl Session {
     }
 
     pub(crate) fn on_pong(&self) {
+        *self.pong_deadline.lock() = None;
         self.pong.notify_one();
+    }
+
+    /// Whether an unanswered ping has passed its deadline (the session is
+    /// then as good as closed).
+    pub(crate) fn ping_expired(&self, now: Instant) -> bool {
+        self.pong_deadline.lock().is_some_and(|d| now >= d)
     }
 
     pub(crate) fn set_connection(&self, conn: Arc<dyn Connection>) {
@@ -277,10 +298,11 @@ pub(crate) async fn drive(engine: Arc<Engine>, session: Arc<Session>, created: I
             _ = session.closed.cancelled() => break,
             _ = tokio::time::sleep_until(next_ping) => {}
         }
+        let deadline = next_ping + timeout;
+        *session.pong_deadline.lock() = Some(deadline);
         if session.send(Frame::ping()).is_err() {
             break;
         }
-        let deadline = next_ping + timeout;
         tokio::select! {
             _ = session.closed.cancelled() => break,
             _ = session.pong.notified() => {
@@ -297,11 +319,17 @@ pub(crate) async fn drive(engine: Arc<Engine>, session: Arc<Session>, created: I
 }
 
 fn teardown(engine: &Engine, session: &Arc<Session>) {
-    let reason = session.close_reason().unwrap_or(CloseReason::TransportClose);
+    let reason = session
+        .close_reason()
+        .unwrap_or(CloseReason::TransportClose);
     engine.remove(session.sid());
     let m = &session.metrics;
-    m.connections_open.with_label_values(&[session.transport().as_str()]).dec();
-    m.disconnects_total.with_label_values(&[reason.label()]).inc();
+    m.connections_open
+        .with_label_values(&[session.transport().as_str()])
+        .dec();
+    m.disconnects_total
+        .with_label_values(&[reason.label()])
+        .inc();
     let conn = session.conn.lock().take();
     if let Some(conn) = conn {
         conn.on_close(reason);
@@ -323,7 +351,10 @@ mod tests {
         let b = random_id();
         assert_ne!(a, b);
         assert_eq!(a.len(), 22);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
     }
 
     #[tokio::test]
