@@ -45,6 +45,9 @@ test.before(async () => {
   });
   ioServer.on('connection', (socket) => {
     seen.transports.push(socket.conn.transport.name);
+    // engine.io waits up to 30 s for a last GET to deliver its close packet to a polling client
+    // that it disconnects; a client that got the DISCONNECT does not poll again. Keep the wait short.
+    socket.conn.transport.closeTimeout = 500;
     socket.conn.on('packet', (p) => { if (p.type === 'pong') pongs.emit('pong'); });
     socket.emit('welcome', { id: socket.id });
     socket.on('echo', (...args) => {
