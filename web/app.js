@@ -53,7 +53,7 @@
 
   socket.on('connect', () => {
     state.everConnected = true;
-    setConnection('connected', 'Connected');
+    if (navigator.onLine) setConnection('connected', 'Connected');
     state.replaying = true;
     state.replayCounts = new Map();
     if (state.name) join(state.name, true);
@@ -85,11 +85,20 @@
     if (navigator.onLine) setConnection('reconnecting', 'Reconnecting… (attempt ' + attempt + ')');
   });
   socket.io.on('reconnect_failed', () => setConnection('offline', 'Offline'));
+  // The browser knows first when the network is gone; a WebSocket may take until the next
+  // missed heartbeat to notice. While offline, new messages wait in the outbox.
   window.addEventListener('offline', () => {
-    if (!socket.connected) setConnection('offline', 'Offline: waiting for the network');
+    setConnection('offline', 'Offline: waiting for the network');
+    markOutboxWaiting();
   });
   window.addEventListener('online', () => {
-    if (!socket.connected) socket.connect(); // do not wait for the next back-off step
+    if (socket.connected) {
+      setConnection('connected', 'Connected');
+      flushOutbox();
+    } else {
+      setConnection('reconnecting', 'Reconnecting…');
+      socket.connect(); // do not wait for the next back-off step
+    }
   });
 
   // ----- rendering helpers (textContent only) ----------------------------------------------
@@ -221,7 +230,7 @@
   }
 
   function flushOutbox() {
-    if (!state.ready || !socket.connected) {
+    if (!state.ready || !socket.connected || !navigator.onLine) {
       markOutboxWaiting();
       return;
     }

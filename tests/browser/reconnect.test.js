@@ -64,6 +64,27 @@ test('after a server restart the pages reconnect, rejoin and send what was typed
   await bob.context().close();
 });
 
+test('the page shows when the browser is offline and sends what was typed once back online', async () => {
+  const dave = await h.openPage(browser, server.url);
+  const erin = await h.openPage(browser, server.url);
+  await h.join(dave, 'dave');
+  await h.join(erin, 'erin');
+  await dave.context().setOffline(true);
+  await dave.waitForSelector('#connection[data-state="offline"]');
+  assert.equal(await dave.locator('#connection-text').textContent(), 'Offline: waiting for the network');
+  await dave.getByLabel('Message', { exact: true }).fill('written on the train');
+  await dave.getByLabel('Message', { exact: true }).press('Enter');
+  await dave.locator('#messages .message.own[data-state="queued"]').waitFor();
+
+  await dave.context().setOffline(false);
+  await dave.waitForSelector('#connection[data-state="connected"]');
+  await h.waitForMessage(erin, 'dave', 'written on the train');
+  await dave.waitForSelector('#messages .message.own[data-state="sent"]');
+  assert.deepEqual(h.pageProblems(dave), []);
+  await dave.context().close();
+  await erin.context().close();
+});
+
 test('a message the server refuses is marked as not sent and can be retried', async () => {
   const page = await h.openPage(browser, server.url);
   await h.join(page, 'carol');
