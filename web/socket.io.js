@@ -440,8 +440,12 @@
       if (this.state !== 'closed') return this;
       clearTimeout(this.reconnectTimer);
       this.state = 'opening';
-      const engine = this.engine = new Engine(this.target, this.opts);
+      // After WebSocket failed and polling worked, later attempts start with polling: a proxy
+      // that swallows WebSocket upgrades would otherwise cost a timeout on every reconnection.
+      const transports = this.opts.transports.slice(this.transportStart || 0);
+      const engine = this.engine = new Engine(this.target, Object.assign({}, this.opts, { transports }));
       engine.on('open', () => {
+        if (engine.transportIndex > 0) this.transportStart = (this.transportStart || 0) + engine.transportIndex;
         this.state = 'open';
         this.partial = null;
         if (callback) callback();

@@ -194,3 +194,20 @@ for (const transport of ['websocket', 'polling']) {
     await page.context().close();
   });
 }
+
+test('after falling back to polling, reconnections skip the blocked WebSocket', async () => {
+  let wsAttempts = 0;
+  const page = await h.openPage(browser, null, {
+    before: (p) => p.routeWebSocket(/\/socket\.io\//, (ws) => { wsAttempts++; ws.close({ code: 1011 }); }),
+  });
+  await page.goto(base + '/');
+  await connected(page, ['websocket', 'polling']);
+  assert.equal(await page.evaluate(() => socket.io.engine.transport.name), 'polling');
+  assert.equal(seen.transports[seen.transports.length - 1], 'polling');
+  assert.equal(wsAttempts, 1);
+  await page.evaluate(() => socket.emit('drop-transport'));
+  await page.waitForFunction(() => log.join() === 'connect,disconnect:transport close,connect');
+  assert.equal(await page.evaluate(() => socket.io.engine.transport.name), 'polling');
+  assert.equal(wsAttempts, 1, 'no second WebSocket attempt');
+  await page.context().close();
+});

@@ -35,7 +35,7 @@ function tutorialPage(hub) {
 <input id="text"><button id="send">send</button>
 <script>
   var nickname = 'tutor';
-  var socket = io.connect('${hub}');
+  var socket = io.connect('${hub}', location.search === '?polling' ? { transports: ['polling'] } : {});
   socket.on('messages', function (data) {
     var li = document.createElement('li');
     li.textContent = data.hello ? 'hello: ' + data.hello : data.name + ': ' + data.text;
@@ -67,6 +67,21 @@ test("the tutorial's client snippet works against hubbub from another origin", a
   await tutorial.fill('#text', 'hello from the tutorial');
   await tutorial.click('#send');
   await h.waitForMessage(alice, 'tutor', 'hello from the tutorial');
+  assert.deepEqual(tutorial.errors, []);
+  await tutorial.context().close();
+  await alice.context().close();
+});
+
+test('a page from another origin can use long-polling (CORS)', async () => {
+  const tutorial = await h.openPage(browser, site.url + '/tutorial.html?polling');
+  await tutorial.waitForFunction(() => [...document.querySelectorAll('#log li')]
+    .some((li) => li.textContent.startsWith('hello: ')));
+  assert.equal(await tutorial.evaluate(() => socket.io.engine.transport.name), 'polling');
+  const alice = await h.openPage(browser, server.url);
+  await h.join(alice, 'alice2');
+  await tutorial.fill('#text', 'polled across origins');
+  await tutorial.click('#send');
+  await h.waitForMessage(alice, 'tutor', 'polled across origins');
   assert.deepEqual(tutorial.errors, []);
   await tutorial.context().close();
   await alice.context().close();
