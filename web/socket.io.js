@@ -264,6 +264,7 @@
     _onPacket(packet) {
       switch (packet.type) {
         case EIO.open: {
+          if (this.state !== 'opening') return;
           let handshake;
           try { handshake = JSON.parse(packet.data); } catch (_) { handshake = null; }
           if (!handshake || typeof handshake.sid !== 'string') {
