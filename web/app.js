@@ -53,6 +53,7 @@
 
   socket.on('connect', () => {
     state.everConnected = true;
+    ui.online.parentElement.classList.remove('stale');
     if (navigator.onLine) setConnection('connected', 'Connected');
     state.replaying = true;
     state.replayCounts = new Map();
@@ -65,6 +66,7 @@
 
   socket.on('disconnect', (reason) => {
     state.ready = false;
+    ui.online.parentElement.classList.add('stale'); // the count is last known, not live
     markOutboxWaiting();
     if (reason === 'io client disconnect') {
       setConnection('offline', 'Offline');
@@ -77,7 +79,13 @@
     }
   });
 
-  socket.on('connect_error', () => {
+  socket.on('connect_error', (err) => {
+    if (!socket.active) {
+      // Refused by the server (CONNECT_ERROR): the client does not retry on its own.
+      setConnection('offline', 'Refused by the server: ' + err.message + '. Retrying soon…');
+      setTimeout(() => socket.connect(), 5000 + Math.random() * 5000);
+      return;
+    }
     if (!navigator.onLine) return;
     setConnection('reconnecting', state.everConnected ? 'Reconnecting…' : 'Cannot reach the server, retrying…');
   });
