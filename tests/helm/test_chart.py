@@ -377,9 +377,9 @@ def test_duplicate_rooms_are_refused(render):
         render({"rooms": [{"name": "lobby"}, {"name": "lobby"}]})
 
 
-def test_service_monitor_selects_the_metrics_service(render):
+def test_service_monitors_select_the_operator_and_the_rooms(render):
     objects, _ = render({"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}})
-    (monitor,) = find(objects, "ServiceMonitor")
+    (monitor,) = find(objects, "ServiceMonitor", "hubbub-operator")
     (service,) = find(objects, "Service")
     assert monitor["metadata"]["labels"]["release"] == "prom"
     selector = monitor["spec"]["selector"]["matchLabels"]
@@ -388,6 +388,19 @@ def test_service_monitor_selects_the_metrics_service(render):
     assert service["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     (deployment,) = find(objects, "Deployment")
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    # The rooms' chat servers: the operator labels each room's Service so, port "http".
+    (rooms,) = find(objects, "ServiceMonitor", "hubbub-rooms")
+    assert rooms["metadata"]["labels"]["release"] == "prom"
+    assert rooms["spec"]["namespaceSelector"] == {"any": True}
+    assert rooms["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/managed-by": "hubbub-operator",
+        "app.kubernetes.io/component": "server",
+    }
+    assert [(e["port"], e["path"]) for e in rooms["spec"]["endpoints"]] == [("http", "/metrics")]
+    objects, _ = render({"metrics": {"serviceMonitor": {"enabled": True, "rooms": False}}})
+    assert [m["metadata"]["name"] for m in find(objects, "ServiceMonitor")] == ["hubbub-operator"]
+    objects, _ = render({"metrics": {"scrapeAnnotations": False}})
+    assert "annotations" not in find(objects, "Service")[0]["metadata"]
 
 
 def test_notes_explain_creating_watching_and_reaching_a_room(render):
