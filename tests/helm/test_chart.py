@@ -113,7 +113,7 @@ def values_of(path: Path | None) -> dict[str, Any]:
 
 def chatroom_schema() -> dict[str, Any]:
     """The CRD's openAPIV3Schema for ChatRoom, strict (unknown fields rejected)."""
-    crd = yaml.safe_load(CRD_FILE.read_text().split("\n---\n", 1)[-1])
+    (crd,) = [d for d in yaml.safe_load_all(CRD_FILE.read_text()) if d]
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
     schema = sync_values_schema.strict_from_crd(version["schema"]["openAPIV3Schema"])
     # apiVersion/kind/metadata are checked by the API server, not the CRD's schema.
@@ -547,3 +547,29 @@ def test_chart_version_follows_the_crate(chart, cargo_manifest):
     assert chart.metadata["appVersion"] == version
     assert chart.metadata["apiVersion"] == "v2"
     assert chart.metadata["kubeVersion"] == ">=1.28.0-0"
+
+
+def test_crd_schemas_are_made_strict_for_values():
+    """sync_values_schema turns a CRD structural schema into a strict values schema."""
+    crd_node = {
+        "type": "object",
+        "properties": {
+            "size": {"x-kubernetes-int-or-string": True},
+            "image": {"type": "string", "nullable": True},
+            "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "env": {"type": "array", "x-kubernetes-list-type": "map", "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
+        },
+    }
+    strict = sync_values_schema.strict_from_crd(crd_node)
+    assert strict == {
+        "type": "object",
+        "properties": {
+            "size": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+            "image": {"type": ["string", "null"]},
+            "free": {"type": "object", "additionalProperties": True},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "env": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}, "additionalProperties": False}},
+        },
+        "additionalProperties": False,
+    }
