@@ -272,6 +272,7 @@ def test_operator_deployment_passes_images_and_settings(render):
     assert container["args"] == ["run", "--lease-name=hubbub-operator"]
     assert env == {
         "POD_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        "POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
         "HUBBUB_OPERATOR_SERVER_IMAGE": "ghcr.io/hubbub-chat/hubbub:0.1.0",
         "HUBBUB_OPERATOR_REDIS_IMAGE": "redis:7.2",
         "HUBBUB_OPERATOR_METRICS_BIND": "0.0.0.0:9090",
