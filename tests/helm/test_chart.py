@@ -24,6 +24,7 @@ from conftest import (
     ci_values_files,
     find,
     load_values,
+    objects_of,
     without_origin,
 )
 
@@ -175,6 +176,18 @@ def test_objects_carry_standard_labels_and_namespaces(render, values_file):
             assert "namespace" not in obj["metadata"]
         else:
             assert obj["metadata"].get("namespace"), f"{obj['kind']} {obj['metadata']['name']} has no namespace"
+
+
+@pytest.mark.parametrize("release", ["hubbub", "x" * 53, "chat-" + "y" * 48])
+def test_object_names_are_dns_labels_for_any_release_name(chart, release):
+    """Helm allows release names of 53 characters; every name must stay a DNS label (<= 63)."""
+    values = load_values(CHART_DIR / "ci" / "all-options-values.yaml")
+    values.pop("fullnameOverride")
+    manifests = chart.render(values, name=release, namespace=NAMESPACE, is_install=True)
+    names = [o["metadata"]["name"] for o in objects_of(manifests)]
+    assert len(names) >= 10
+    bad = [n for n in names if len(n) > 63 or not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", n)]
+    assert bad == []
 
 
 def test_ci_values_sets_cover_defaults_every_option_and_production():

@@ -8,18 +8,18 @@ Helpers shared by the hubbub chart's templates: names, labels and image referenc
 {{- end }}
 
 {{/*
-hubbub.fullname: "<release>-<name>" (or fullnameOverride), at most 54 characters
-so that suffixes such as "-operator" keep names within 63.
+hubbub.fullname: "<release>-<name>" (or fullnameOverride), at most 46 characters
+so that the longest suffix ("-operator-metrics", 17) keeps names within 63.
 */}}
 {{- define "hubbub.fullname" -}}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 54 | trimSuffix "-" }}
+{{- .Values.fullnameOverride | trunc 46 | trimSuffix "-" }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
 {{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 54 | trimSuffix "-" }}
+{{- .Release.Name | trunc 46 | trimSuffix "-" }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 54 | trimSuffix "-" }}
+{{- printf "%s-%s" .Release.Name $name | trunc 46 | trimSuffix "-" }}
 {{- end }}
 {{- end }}
 {{- end }}
