@@ -238,8 +238,12 @@ def test_build_context_holds_everything_cargo_needs(context_files, cargo_manifes
         needed.append(build_script)
     for source in sorted(p for p in context_files if p.endswith(".rs")):
         text = (ROOT / source).read_text()
+        # include_str!("../web/app.js"): relative to the source file.
         for embedded in re.findall(r"include_(?:str|bytes)!\(\s*\"([^\"]+)\"", text):
             needed.append(str(PurePosixPath(source).parent / embedded))
+        # include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/web/app.js")): relative to the crate.
+        pattern = r"include_(?:str|bytes)!\(\s*concat!\(\s*env!\(\s*\"CARGO_MANIFEST_DIR\"\s*\)\s*,\s*\"/?([^\"]+)\""
+        needed += re.findall(pattern, text)
     missing = []
     for path in needed:
         normal = str(PurePosixPath(*[p for p in Path(path).parts]))
