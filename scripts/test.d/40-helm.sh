@@ -10,6 +10,7 @@ source scripts/lib.sh
 
 ensure_apt python3 python3
 ensure_apt git git
+ensure_apt wget wget
 # `python3 -m venv` needs Debian's python3-venv (ensurepip), which has no command of its own.
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" != 0 ] && SUDO=sudo

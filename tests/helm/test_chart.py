@@ -373,6 +373,62 @@ def test_handshake_test_script_accepts_an_open_packet_and_nothing_else(render, t
         assert (result.returncode == 0) == ok, (answer, result.stdout)
 
 
+@pytest.fixture(scope="module")
+def hubbub_server():
+    """A real hubbub-server (debug build of this repository) on a free loopback port."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import threading
+
+    cargo = shutil.which("cargo")
+    assert cargo, "cargo is needed to build hubbub-server for this test (install Rust: https://rustup.rs)"
+    subprocess.run([cargo, "build", "--locked", "-q", "--bin", "hubbub-server"], cwd=ROOT, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, HUBBUB_BIND=f"127.0.0.1:{port}", HUBBUB_LOG_FORMAT="text", NO_COLOR="1")
+    server = subprocess.Popen(
+        [target / "debug" / "hubbub-server"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    listening = threading.Event()
+    log: list[str] = []
+
+    def drain():  # keeps the pipe empty and signals the server's "listening" log line
+        for line in server.stdout:
+            log.append(line)
+            if "listening" in line:
+                listening.set()
+        listening.set()  # exited
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        assert listening.wait(timeout=60), "hubbub-server did not log 'listening' within 60 s"
+        assert server.poll() is None, "hubbub-server exited before listening:\n" + "".join(log)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_handshake_hook_passes_against_a_real_hubbub_server(render, hubbub_server):
+    """The hook's script, with wget, against hubbub-server itself instead of the room's Service."""
+    import subprocess
+
+    objects, _ = render(helm_python.parse_set_string("rooms[0].name=lobby,tests.timeoutSeconds=20"))
+    script = find(objects, "Pod")[0]["spec"]["containers"][0]["command"][-1]
+    service_check = 'check "lobby.chat.svc:80"'
+    assert service_check in script
+    assert subprocess.run(["wget", "--version"], capture_output=True).returncode == 0, "install wget (apt-get install wget)"
+    result = subprocess.run(
+        ["sh", "-c", script.replace(service_check, f'check "{hubbub_server}"')], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith(f"ok: http://{hubbub_server}/socket.io/?EIO=4&transport=polling answered 0{{")
+
+
 def test_rooms_carry_their_spec_namespace_labels_and_annotations(render):
     spec = {"replicas": 3, "welcome": "hi", "history": {"messages": 50, "questions": 5}, "ingress": {"host": "chat.example.com"}}
     objects, manifests = render(
