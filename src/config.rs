@@ -105,6 +105,11 @@ pub struct ServerConfig {
     #[arg(long, env = "HUBBUB_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
 
+    /// Milliseconds to keep serving after SIGTERM/SIGINT, with `/readyz` at 503 and new
+    /// sessions refused, before clients are disconnected (lets load balancers notice), 0..=60000.
+    #[arg(long, env = "HUBBUB_SHUTDOWN_DELAY_MS", default_value_t = 0)]
+    pub shutdown_delay_ms: u64,
+
     /// Redis URL (`redis://[:password@]host:port/db` or `rediss://...`). Unset: one node, in-memory state.
     #[arg(long, env = "HUBBUB_REDIS_URL")]
     pub redis_url: Option<String>,

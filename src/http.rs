@@ -98,9 +98,10 @@ async fn index() -> HttpResponse {
 }
 
 async fn app_js() -> HttpResponse {
+    // The page and its own script/style revalidate, so an upgrade never mixes versions.
     asset(
         "application/javascript; charset=utf-8",
-        "public, max-age=3600",
+        "no-cache",
         include_str!("../web/app.js"),
     )
 }

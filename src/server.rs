@@ -133,6 +133,9 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     health.set_draining();
     engine.stop_accepting();
     let deadline = tokio::time::Instant::now() + grace;
+    if config.shutdown_delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(config.shutdown_delay_ms)).await;
+    }
     let sessions = engine.close_all(CloseReason::Shutdown);
     tracing::info!(sessions, "closing client sessions");
     if tokio::time::timeout_at(deadline, engine.wait_empty())

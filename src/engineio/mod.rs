@@ -185,6 +185,12 @@ impl Engine {
         (!s.is_closed()).then_some(s)
     }
 
+    /// A closed polling session whose client has yet to collect the close packet.
+    pub(crate) fn get_flushing(&self, sid: &str) -> Option<Arc<Session>> {
+        let s = self.sessions.read().get(sid).cloned()?;
+        s.awaiting_flush().then_some(s)
+    }
+
     pub(crate) fn remove(&self, sid: &str) {
         let mut sessions = self.sessions.write();
         sessions.remove(sid);

@@ -97,7 +97,7 @@ impl CloseReason {
     }
 
     /// Whether the client should be sent a close packet before the transport ends.
-    fn sends_close_packet(self) -> bool {
+    pub(crate) fn sends_close_packet(self) -> bool {
         matches!(
             self,
             CloseReason::ServerClose | CloseReason::Shutdown | CloseReason::ConnectTimeout
@@ -134,6 +134,10 @@ pub struct Session {
     /// timer enforces it; lookups check it too so a request arriving at the
     /// deadline never races the timer's millisecond rounding.
     pong_deadline: Mutex<Option<Instant>>,
+    /// Set once a closed polling session's last frames (ending in the close
+    /// packet) have been handed to a GET.
+    flushed: AtomicBool,
+    flushed_notify: Notify,
     closed: CancellationToken,
     reason: OnceLock<CloseReason>,
     conn: Mutex<Option<Arc<dyn Connection>>>,
@@ -161,6 +165,8 @@ impl Session {
             upgrade_done: Notify::new(),
             pong: Notify::new(),
             pong_deadline: Mutex::new(None),
+            flushed: AtomicBool::new(false),
+            flushed_notify: Notify::new(),
             closed: CancellationToken::new(),
             reason: OnceLock::new(),
             conn: Mutex::new(None),
@@ -265,6 +271,21 @@ impl Session {
         &self.closed
     }
 
+    /// Whether this closed polling session still owes its client the close
+    /// packet, which the next GET collects.
+    pub(crate) fn awaiting_flush(&self) -> bool {
+        self.is_closed()
+            && self.transport() == Transport::Polling
+            && self.close_reason().is_some_and(CloseReason::sends_close_packet)
+            && !self.flushed.load(Ordering::Acquire)
+    }
+
+    /// Records that a GET took the final frames of a closed session.
+    pub(crate) fn mark_flushed(&self) {
+        self.flushed.store(true, Ordering::Release);
+        self.flushed_notify.notify_one();
+    }
+
     pub(crate) fn on_pong(&self) {
         *self.pong_deadline.lock() = None;
         self.pong.notify_one();
@@ -315,8 +336,17 @@ pub(crate) async fn drive(engine: Arc<Engine>, session: Arc<Session>, created: I
             }
         }
     }
+    // A polling client is told about a server-side close by its next GET, which
+    // normally follows at once; wait for it a little before forgetting the session.
+    if session.awaiting_flush() {
+        let wait = engine.config.ping_interval.min(FLUSH_WAIT);
+        let _ = tokio::time::timeout(wait, session.flushed_notify.notified()).await;
+    }
     teardown(&engine, &session);
 }
+
+/// Longest wait for a polling client to collect the close packet.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 fn teardown(engine: &Engine, session: &Arc<Session>) {
     let reason = session

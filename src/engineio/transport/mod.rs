@@ -111,7 +111,10 @@ pub(crate) async fn dispatch(
             None if req.method() == Method::GET => polling::handshake(engine)?,
             None => return Err(EngineError::BadHandshakeMethod),
             Some(sid) => {
-                let session = engine.get(&sid).ok_or(EngineError::SessionUnknown)?;
+                let session = engine
+                    .get(&sid)
+                    .or_else(|| (req.method() == Method::GET).then(|| engine.get_flushing(&sid)).flatten())
+                    .ok_or(EngineError::SessionUnknown)?;
                 if session.transport() != Transport::Polling {
                     return Err(EngineError::BadRequest);
                 }

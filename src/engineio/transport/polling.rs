@@ -74,6 +74,7 @@ pub(crate) async fn poll(
                 while let Ok(f) = rx.try_recv() {
                     rest.push(f);
                 }
+                session.mark_flushed();
                 if rest.is_empty() {
                     "1".to_owned()
                 } else {
@@ -97,6 +98,9 @@ pub(crate) async fn poll(
         }
     }
     drop(rx);
+    if session.is_closed() {
+        session.mark_flushed();
+    }
     let body = payload::encode(&frames);
     let m = engine.metrics();
     m.packets_sent_total.inc_by(frames.len() as u64);
