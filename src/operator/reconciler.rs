@@ -260,7 +260,7 @@ async fn apply_room(room: &ChatRoom, ctx: &Context) -> Result<Action, Error> {
         _ => None,
     };
     if let Some((reason, note)) = event {
-        publish(ctx, room, EventType::Normal, reason, note).await;
+        publish(ctx, room, EventType::Normal, reason, "Reconcile", note).await;
     }
     for kind in removed {
         publish(
@@ -268,6 +268,7 @@ async fn apply_room(room: &ChatRoom, ctx: &Context) -> Result<Action, Error> {
             room,
             EventType::Normal,
             "Deleted",
+            &format!("Delete{kind}"),
             format!("deleted {kind} {name}: the spec no longer asks for it"),
         )
         .await;
@@ -276,12 +277,22 @@ async fn apply_room(room: &ChatRoom, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::requeue(RESYNC))
 }
 
-async fn publish(ctx: &Context, room: &ChatRoom, type_: EventType, reason: &str, note: String) {
+/// Publishes an Event about `room`. Events with the same type, reason and action within
+/// a few minutes are folded into one series by the recorder, so distinct happenings get
+/// distinct actions (e.g. `DeleteIngress`).
+async fn publish(
+    ctx: &Context,
+    room: &ChatRoom,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.into(),
         note: Some(note),
-        action: "Reconcile".into(),
+        action: action.into(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &room.object_ref(&())).await {
@@ -339,6 +350,7 @@ async fn report_failure(room: &ChatRoom, ctx: &Context, err: &Error) {
         room,
         EventType::Warning,
         err.condition_reason(),
+        "Reconcile",
         err.to_string(),
     )
     .await;
