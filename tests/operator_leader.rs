@@ -33,7 +33,11 @@ async fn expect(
     assert_eq!(req.method(), method, "{}", req.uri());
     assert_eq!(req.uri().path(), path);
     let bytes = req.into_body().collect_bytes().await.expect("body");
-    let sent = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("json") };
+    let sent = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("json")
+    };
     send.send_response(
         Response::builder()
             .status(StatusCode::from_u16(code).expect("code"))
@@ -62,7 +66,14 @@ async fn creates_the_lease_when_there_is_none() {
     let (lock, mut api) = lock();
     let task = tokio::spawn(async move { lock.try_acquire_or_renew().await });
     expect(&mut api, Method::GET, LEASE, 404, not_found()).await;
-    let created = expect(&mut api, Method::POST, LEASES, 201, lease("pod-a", Timestamp::now(), 0)).await;
+    let created = expect(
+        &mut api,
+        Method::POST,
+        LEASES,
+        201,
+        lease("pod-a", Timestamp::now(), 0),
+    )
+    .await;
     assert!(task.await.expect("join").expect("acquire"));
     assert_eq!(created["spec"]["holderIdentity"], json!("pod-a"));
     assert_eq!(created["spec"]["leaseDurationSeconds"], json!(15));
@@ -73,7 +84,14 @@ async fn creates_the_lease_when_there_is_none() {
 async fn respects_a_live_lease_of_another_replica() {
     let (lock, mut api) = lock();
     let task = tokio::spawn(async move { lock.try_acquire_or_renew().await });
-    expect(&mut api, Method::GET, LEASE, 200, lease("pod-b", Timestamp::now(), 3)).await;
+    expect(
+        &mut api,
+        Method::GET,
+        LEASE,
+        200,
+        lease("pod-b", Timestamp::now(), 3),
+    )
+    .await;
     assert!(!task.await.expect("join").expect("attempt"));
     // and makes no write before the lock (and its client) is gone
     assert!(api.next_request().await.is_none());
@@ -85,9 +103,20 @@ async fn takes_over_an_expired_lease_with_optimistic_concurrency() {
     let task = tokio::spawn(async move { lock.try_acquire_or_renew().await });
     let stale = Timestamp::now() - SignedDuration::from_secs(60);
     expect(&mut api, Method::GET, LEASE, 200, lease("pod-b", stale, 3)).await;
-    let written = expect(&mut api, Method::PUT, LEASE, 200, lease("pod-a", Timestamp::now(), 4)).await;
+    let written = expect(
+        &mut api,
+        Method::PUT,
+        LEASE,
+        200,
+        lease("pod-a", Timestamp::now(), 4),
+    )
+    .await;
     assert!(task.await.expect("join").expect("takeover"));
-    assert_eq!(written["metadata"]["resourceVersion"], json!("7"), "the write is conditional");
+    assert_eq!(
+        written["metadata"]["resourceVersion"],
+        json!("7"),
+        "the write is conditional"
+    );
     assert_eq!(written["spec"]["holderIdentity"], json!("pod-a"));
     assert_eq!(written["spec"]["leaseTransitions"], json!(4));
 }
@@ -116,15 +145,50 @@ async fn renews_its_own_lease_and_releases_it_on_shutdown() {
     let l = lock.clone();
     let task = tokio::spawn(async move { l.try_acquire_or_renew().await });
     let earlier = Timestamp::now() - SignedDuration::from_secs(4);
-    expect(&mut api, Method::GET, LEASE, 200, lease("pod-a", earlier, 2)).await;
-    let renewed = expect(&mut api, Method::PUT, LEASE, 200, lease("pod-a", Timestamp::now(), 2)).await;
+    expect(
+        &mut api,
+        Method::GET,
+        LEASE,
+        200,
+        lease("pod-a", earlier, 2),
+    )
+    .await;
+    let renewed = expect(
+        &mut api,
+        Method::PUT,
+        LEASE,
+        200,
+        lease("pod-a", Timestamp::now(), 2),
+    )
+    .await;
     assert!(task.await.expect("join").expect("renew"));
-    assert_eq!(renewed["spec"]["leaseTransitions"], json!(2), "a renewal is no transition");
+    assert_eq!(
+        renewed["spec"]["leaseTransitions"],
+        json!(2),
+        "a renewal is no transition"
+    );
 
     let l = lock.clone();
     let task = tokio::spawn(async move { l.release().await });
-    expect(&mut api, Method::GET, LEASE, 200, lease("pod-a", Timestamp::now(), 2)).await;
-    let released = expect(&mut api, Method::PUT, LEASE, 200, lease("", Timestamp::now(), 2)).await;
+    expect(
+        &mut api,
+        Method::GET,
+        LEASE,
+        200,
+        lease("pod-a", Timestamp::now(), 2),
+    )
+    .await;
+    let released = expect(
+        &mut api,
+        Method::PUT,
+        LEASE,
+        200,
+        lease("", Timestamp::now(), 2),
+    )
+    .await;
     task.await.expect("join");
-    assert!(released["spec"].get("holderIdentity").is_none(), "{released}");
+    assert!(
+        released["spec"].get("holderIdentity").is_none(),
+        "{released}"
+    );
 }

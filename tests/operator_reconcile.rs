@@ -103,11 +103,17 @@ impl FakeApi {
         match (method, sub) {
             (Method::GET, None) => match state.objects.get(&object_path) {
                 Some(obj) => (StatusCode::OK, obj.clone()),
-                None => (StatusCode::NOT_FOUND, status_body(404, "NotFound", "not found")),
+                None => (
+                    StatusCode::NOT_FOUND,
+                    status_body(404, "NotFound", "not found"),
+                ),
             },
             (Method::PATCH, Some("status")) => {
                 let Some(obj) = state.objects.get_mut(&object_path) else {
-                    return (StatusCode::NOT_FOUND, status_body(404, "NotFound", "not found"));
+                    return (
+                        StatusCode::NOT_FOUND,
+                        status_body(404, "NotFound", "not found"),
+                    );
                 };
                 obj["status"] = body["status"].clone();
                 (StatusCode::OK, obj.clone())
@@ -135,7 +141,10 @@ impl FakeApi {
                     StatusCode::OK,
                     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
                 ),
-                None => (StatusCode::NOT_FOUND, status_body(404, "NotFound", "not found")),
+                None => (
+                    StatusCode::NOT_FOUND,
+                    status_body(404, "NotFound", "not found"),
+                ),
             },
             (Method::POST, None) => (StatusCode::CREATED, body),
             (m, s) => panic!("unexpected request {m} {path} ({s:?})"),
@@ -252,7 +261,9 @@ async fn create_applies_every_child_then_status_then_a_created_event() {
     let ctx = context(&fake);
     let room = room(&fake, json!({}), 1, None);
 
-    let action = reconciler::reconcile(room, ctx.clone()).await.expect("reconcile");
+    let action = reconciler::reconcile(room, ctx.clone())
+        .await
+        .expect("reconcile");
     assert_eq!(action, Action::requeue(reconciler::RESYNC));
 
     assert_eq!(
@@ -272,9 +283,18 @@ async fn create_applies_every_child_then_status_then_a_created_event() {
     let calls = fake.calls();
     for call in calls.iter().filter(|c| c.method == Method::PATCH) {
         // server-side apply, one field manager, forced (the operator owns these fields)
-        assert_eq!(call.content_type, "application/apply-patch+yaml", "{}", call.line());
+        assert_eq!(
+            call.content_type,
+            "application/apply-patch+yaml",
+            "{}",
+            call.line()
+        );
         let query: Vec<&str> = call.query.split('&').collect();
-        assert!(query.contains(&"fieldManager=hubbub-operator"), "{}", call.query);
+        assert!(
+            query.contains(&"fieldManager=hubbub-operator"),
+            "{}",
+            call.query
+        );
         assert!(query.contains(&"force=true"), "{}", call.query);
     }
     for call in &calls[..5] {
@@ -290,7 +310,10 @@ async fn create_applies_every_child_then_status_then_a_created_event() {
     let status = status_of(&fake);
     assert_eq!(status["observedGeneration"], json!(1));
     assert_eq!(condition(&status, "Ready")["status"], json!("False"));
-    assert_eq!(condition(&status, "Ready")["reason"], json!("ServerUnavailable"));
+    assert_eq!(
+        condition(&status, "Ready")["reason"],
+        json!("ServerUnavailable")
+    );
     assert_eq!(
         status["endpoint"],
         json!("http://lobby.chat.svc.cluster.local")
@@ -300,7 +323,10 @@ async fn create_applies_every_child_then_status_then_a_created_event() {
         json!("hubbub.dev/v1alpha1"),
         "status is applied as a ChatRoom"
     );
-    assert_eq!(events(&fake), [("Normal".to_string(), "Created".to_string())]);
+    assert_eq!(
+        events(&fake),
+        [("Normal".to_string(), "Created".to_string())]
+    );
     let event = &calls[8].body;
     assert_eq!(event["regarding"]["uid"], json!(UID));
     assert_eq!(event["reportingController"], json!("hubbub-operator"));
@@ -327,13 +353,21 @@ async fn ready_when_the_deployment_and_redis_report_available() {
 
     let status = status_of(&fake);
     assert_eq!(condition(&status, "Ready")["status"], json!("True"));
-    assert_eq!(condition(&status, "ServerAvailable")["status"], json!("True"));
-    assert_eq!(condition(&status, "RedisAvailable")["status"], json!("True"));
+    assert_eq!(
+        condition(&status, "ServerAvailable")["status"],
+        json!("True")
+    );
+    assert_eq!(
+        condition(&status, "RedisAvailable")["status"],
+        json!("True")
+    );
     assert_eq!(status["replicas"], json!(2));
     assert_eq!(status["readyReplicas"], json!(2));
     assert_eq!(
         status["selector"],
-        json!("app.kubernetes.io/component=server,app.kubernetes.io/instance=lobby,app.kubernetes.io/name=hubbub")
+        json!(
+            "app.kubernetes.io/component=server,app.kubernetes.io/instance=lobby,app.kubernetes.io/name=hubbub"
+        )
     );
 }
 
@@ -346,9 +380,16 @@ async fn removing_ingress_and_autoscaling_deletes_them_and_records_events() {
         .await
         .expect("first reconcile");
     let first = fake.lines();
-    assert!(first.contains(&p(INGRESS)) && first.contains(&p(HPA)), "{first:?}");
+    assert!(
+        first.contains(&p(INGRESS)) && first.contains(&p(HPA)),
+        "{first:?}"
+    );
     assert!(fake.has(INGRESS) && fake.has(HPA));
-    let deploy = fake.calls().into_iter().find(|c| c.path == DEPLOY).expect("deploy");
+    let deploy = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.path == DEPLOY)
+        .expect("deploy");
     assert!(
         deploy.body["spec"].get("replicas").is_none(),
         "with autoscaling the HPA owns replicas"
@@ -358,7 +399,9 @@ async fn removing_ingress_and_autoscaling_deletes_them_and_records_events() {
     fake.clear_calls();
     let status = status_of(&fake);
     let room = room(&fake, json!({"replicas": 3}), 2, Some(status));
-    reconciler::reconcile(room, ctx).await.expect("second reconcile");
+    reconciler::reconcile(room, ctx)
+        .await
+        .expect("second reconcile");
     assert_eq!(
         fake.lines(),
         [
@@ -378,7 +421,11 @@ async fn removing_ingress_and_autoscaling_deletes_them_and_records_events() {
         ]
     );
     assert!(!fake.has(INGRESS) && !fake.has(HPA));
-    let deploy = fake.calls().into_iter().find(|c| c.path == DEPLOY).expect("deploy");
+    let deploy = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.path == DEPLOY)
+        .expect("deploy");
     assert_eq!(deploy.body["spec"]["replicas"], json!(3));
     assert_eq!(
         events(&fake),
@@ -396,7 +443,10 @@ async fn removing_ingress_and_autoscaling_deletes_them_and_records_events() {
         .collect();
     assert_eq!(notes[0], "applied generation 2");
     assert!(notes[1].starts_with("deleted Ingress lobby"), "{notes:?}");
-    assert!(notes[2].starts_with("deleted HorizontalPodAutoscaler lobby"), "{notes:?}");
+    assert!(
+        notes[2].starts_with("deleted HorizontalPodAutoscaler lobby"),
+        "{notes:?}"
+    );
     assert_eq!(status_of(&fake)["observedGeneration"], json!(2));
 }
 
@@ -459,7 +509,10 @@ async fn an_unreconcilable_spec_sets_ready_false_records_a_warning_and_backs_off
         ready["message"],
         json!("invalid chatroom spec: spec.ingress needs a host")
     );
-    assert_eq!(events(&fake), [("Warning".to_string(), "IngressHostMissing".to_string())]);
+    assert_eq!(
+        events(&fake),
+        [("Warning".to_string(), "IngressHostMissing".to_string())]
+    );
 
     // retried with exponential back-off
     assert_eq!(
@@ -471,7 +524,10 @@ async fn an_unreconcilable_spec_sets_ready_false_records_a_warning_and_backs_off
         Action::requeue(Duration::from_secs(10))
     );
     let metrics = ctx.metrics.encode();
-    assert!(metrics.contains("hubbub_operator_reconcile_failures_total{reason=\"invalid_spec\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("hubbub_operator_reconcile_failures_total{reason=\"invalid_spec\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -480,7 +536,9 @@ async fn an_api_error_stops_the_reconcile_and_is_reported() {
     fake.0.lock().fail_apply.insert(REDIS_STS.to_string(), 422);
     let ctx = context(&fake);
     let room = room(&fake, json!({}), 1, None);
-    let err = reconciler::reconcile(room, ctx).await.expect_err("must fail");
+    let err = reconciler::reconcile(room, ctx)
+        .await
+        .expect_err("must fail");
     assert_eq!(err.condition_reason(), "ApplyFailed");
     assert_eq!(
         fake.lines(),
@@ -494,7 +552,10 @@ async fn an_api_error_stops_the_reconcile_and_is_reported() {
     let ready = condition(&status_of(&fake), "Ready");
     assert_eq!(ready["reason"], json!("ApplyFailed"));
     assert!(
-        ready["message"].as_str().expect("msg").contains("apply StatefulSet lobby-redis"),
+        ready["message"]
+            .as_str()
+            .expect("msg")
+            .contains("apply StatefulSet lobby-redis"),
         "{ready}"
     );
 }

@@ -201,6 +201,18 @@ pub fn render_command(args: &RenderArgs) -> Result<String, Error> {
     render(&text, &args.images.images(), &source)
 }
 
+/// Time the controller gets after SIGTERM to finish the reconciliations that are running.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Resolves `grace` after `stop` turns true.
+async fn after_stop(mut stop: tokio::sync::watch::Receiver<bool>, grace: std::time::Duration) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        // the sender is gone: no stop will ever come
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(grace).await;
+}
+
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     #[cfg(unix)]
@@ -269,6 +281,9 @@ async fn run_controller(
     });
     // a standby replica is healthy and ready: it is doing its job by waiting
     metrics.set_ready(true);
+    if lock.is_some() {
+        info!(lease = %args.lease_name, namespace = %args.lease_namespace, %identity, "waiting to become leader");
+    }
     if let Some(lock) = &lock
         && !lock.acquire(stop.clone()).await?
     {
@@ -285,6 +300,7 @@ async fn run_controller(
     let rooms: Api<ChatRoom> = Api::all(client.clone());
     let cfg = watcher::Config::default();
     let mut stop_controller = stop.clone();
+    let stop_grace = stop.clone();
     let controller = Controller::new(rooms, cfg.clone())
         .owns(Api::<Deployment>::all(client.clone()), cfg.clone())
         .owns(Api::<StatefulSet>::all(client.clone()), cfg.clone())
@@ -302,6 +318,17 @@ async fn run_controller(
                 Err(e) => warn!(error = %e, "controller error"),
             }
         });
+    // After the stop signal running reconciliations get SHUTDOWN_GRACE to finish. The
+    // controller does not end by itself while its caches never synced (API unreachable).
+    let controller = async move {
+        let mut controller = std::pin::pin!(controller);
+        tokio::select! {
+            _ = &mut controller => {}
+            _ = after_stop(stop_grace, SHUTDOWN_GRACE) => {
+                warn!("controller did not stop within the grace period; abandoning it");
+            }
+        }
+    };
 
     info!("controller started");
     let result = match &lock {

@@ -29,6 +29,8 @@ pub const VERSION: &str = "v1alpha1";
 /// The operator turns each ChatRoom into a Deployment, a Service, a Redis StatefulSet with
 /// a headless Service, and optionally a PodDisruptionBudget, an Ingress and a
 /// HorizontalPodAutoscaler, all owned by the ChatRoom.
+// the repeated `type_ = ...` of the printer columns are separate columns, not duplicates
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
 #[kube(
     group = "hubbub.dev",

@@ -36,8 +36,8 @@ impl Metrics {
     /// A fresh registry with every metric registered.
     pub fn new() -> Self {
         let registry = Registry::new();
-        // unwrap-free construction: the names and labels below are static and valid, and
-        // each is registered exactly once in a fresh registry, so these cannot fail.
+        // expect: the names, help texts and labels below are static and valid, and each
+        // metric is registered exactly once in a fresh registry, so none of these can fail.
         let reconciliations = IntCounterVec::new(
             Opts::new(
                 "hubbub_operator_reconciliations_total",

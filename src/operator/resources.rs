@@ -362,7 +362,7 @@ pub fn build(room: &ChatRoom, images: &Images) -> Result<Children, BuildError> {
         deployment: server_deployment(room, images, server_resources),
         pdb: (min_server_replicas(room) > 1).then(|| pdb(room)),
         ingress: room.spec.ingress.as_ref().map(|_| ingress(room)),
-        hpa: room.spec.autoscaling.as_ref().map(|_| hpa(room)),
+        hpa: room.spec.autoscaling.as_ref().map(|a| hpa(room, a)),
     })
 }
 
@@ -925,16 +925,8 @@ fn ingress(room: &ChatRoom) -> Ingress {
     }
 }
 
-fn hpa(room: &ChatRoom) -> HorizontalPodAutoscaler {
+fn hpa(room: &ChatRoom, auto: &crate::operator::crd::AutoscalingSpec) -> HorizontalPodAutoscaler {
     let name = room.name_any();
-    let auto = room.spec.autoscaling.clone().unwrap_or_else(|| {
-        // only called when autoscaling is set; a harmless fallback keeps this total
-        crate::operator::crd::AutoscalingSpec {
-            min_replicas: room.spec.replicas,
-            max_replicas: room.spec.replicas,
-            target_cpu_utilization_percentage: 70,
-        }
-    });
     HorizontalPodAutoscaler {
         metadata: meta(room, name.clone(), Component::Server),
         spec: Some(HorizontalPodAutoscalerSpec {
@@ -961,11 +953,6 @@ fn hpa(room: &ChatRoom) -> HorizontalPodAutoscaler {
         }),
         status: None,
     }
-}
-
-/// The kind and name of every child `build` may make, for deleting the optional ones.
-pub fn child_name(room: &ChatRoom) -> String {
-    room.name_any()
 }
 
 /// True for objects this operator manages for `room` (by the controller owner reference).
