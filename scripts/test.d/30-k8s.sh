@@ -23,7 +23,7 @@ ensure_venv tests/k8s/.venv tests/k8s/requirements.txt
 
 echo "==> building hubbub-operator"
 cargo build --locked --quiet --bin hubbub-operator
-OPERATOR=target/debug/hubbub-operator
+OPERATOR="${CARGO_TARGET_DIR:-target}/debug/hubbub-operator"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

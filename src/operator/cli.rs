@@ -298,10 +298,15 @@ async fn run_controller(
         metrics.clone(),
     ));
     let rooms: Api<ChatRoom> = Api::all(client.clone());
-    let cfg = watcher::Config::default();
+    // children are watched only when they carry our managed-by label: a cluster's other
+    // Deployments and Services never enter the operator's caches
+    let cfg = watcher::Config::default().labels(&format!(
+        "app.kubernetes.io/managed-by={}",
+        resources::MANAGER
+    ));
     let mut stop_controller = stop.clone();
     let stop_grace = stop.clone();
-    let controller = Controller::new(rooms, cfg.clone())
+    let controller = Controller::new(rooms, watcher::Config::default())
         .owns(Api::<Deployment>::all(client.clone()), cfg.clone())
         .owns(Api::<StatefulSet>::all(client.clone()), cfg.clone())
         .owns(Api::<Service>::all(client.clone()), cfg.clone())
