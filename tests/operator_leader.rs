@@ -192,3 +192,60 @@ async fn renews_its_own_lease_and_releases_it_on_shutdown() {
         "{released}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_lease_was_taken_reports_leadership_lost() {
+    let (lock, mut api) = lock();
+    // hold() renews every 5 s; paused time advances by itself while everything waits
+    let task = tokio::spawn(async move { lock.hold().await });
+    let mine = Timestamp::now();
+    expect(&mut api, Method::GET, LEASE, 200, lease("pod-a", mine, 1)).await;
+    expect(&mut api, Method::PUT, LEASE, 200, lease("pod-a", mine, 1)).await;
+    // someone else holds it now (e.g. after a long pause of this process)
+    expect(
+        &mut api,
+        Method::GET,
+        LEASE,
+        200,
+        lease("pod-b", Timestamp::now(), 2),
+    )
+    .await;
+    let err = task.await.expect("join");
+    assert_eq!(err.to_string(), "lost leadership of lease hubbub-operator");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_that_cannot_renew_gives_up_before_its_lease_expires() {
+    let (lock, mut api) = lock();
+    let task = tokio::spawn(async move { lock.hold().await });
+    let started = tokio::time::Instant::now();
+    // the API server answers every renewal attempt with an error
+    let mut attempts = 0;
+    while !task.is_finished() {
+        let Some((_, send)) = api.next_request().await else {
+            break;
+        };
+        attempts += 1;
+        send.send_response(
+            Response::builder()
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .body(Body::from(
+                    serde_json::to_vec(
+                        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Failure", "reason": "InternalError", "code": 500}),
+                    )
+                    .expect("json"),
+                ))
+                .expect("response"),
+        );
+    }
+    let err = task.await.expect("join");
+    assert_eq!(err.to_string(), "lost leadership of lease hubbub-operator");
+    // gave up after two failed renewals (10 s), before the 15 s lease could run out
+    assert_eq!(attempts, 2);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
