@@ -1,4 +1,8 @@
 //! The chat and Q&A application on namespace `/`: event handlers, validation,
 //! rate limits. It talks to [`crate::socketio`] and to a [`store::Store`] only.
 
+pub mod events;
+pub mod model;
 pub mod store;
+
+pub use events::{Chat, ChatSettings};
