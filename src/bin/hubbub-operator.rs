@@ -31,7 +31,7 @@ fn print(text: String) {
 }
 
 async fn start(run: cli::RunArgs) -> Result<(), hubbub::operator::Error> {
-    if let Err(e) = hubbub::operator::telemetry_init(&run.log, run.log_format) {
+    if let Err(e) = hubbub::telemetry::init(&run.log, run.log_format) {
         eprintln!("hubbub-operator: {e}");
         std::process::exit(2);
     }

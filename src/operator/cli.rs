@@ -1,8 +1,7 @@
 //! The commands of `hubbub-operator`: `run` (the default: the controller, in-cluster or
 //! with a kubeconfig), `crd` (print the CustomResourceDefinition) and `render -f FILE`
-//! (print the objects a ChatRoom becomes, without a cluster). Also the operator's small
-//! tracing set-up ([`telemetry_init`]), used until the crate-wide `telemetry` module
-//! offers one.
+//! (print the objects a ChatRoom becomes, without a cluster). Logging is set up by the
+//! binary with [`crate::telemetry::init`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -128,20 +127,6 @@ pub struct RenderArgs {
     /// Default images.
     #[command(flatten)]
     pub images: ImageArgs,
-}
-
-/// Sets up `tracing` for the operator (text or JSON lines on stderr). Call once.
-pub fn telemetry_init(filter: &str, format: LogFormat) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-    result.map_err(|e| format!("could not set up logging: {e}"))
 }
 
 /// `hubbub-operator crd`: the CRD YAML.

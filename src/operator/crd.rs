@@ -187,7 +187,8 @@ fn default_shutdown_grace() -> i32 {
     10
 }
 
-/// When to pull a container image.
+/// Pull policy of the chat server and Redis images: `Always`, `IfNotPresent` or `Never`.
+/// Absent: the Kubernetes default (`Always` for `:latest`, `IfNotPresent` otherwise).
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
 pub enum ImagePullPolicy {
     /// Pull on every pod start.
@@ -272,7 +273,7 @@ pub struct LogSpec {
     pub format: Option<LogFormat>,
 }
 
-/// Log line format.
+/// Log line format of the chat server: `text` (default) or `json`.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -363,7 +364,7 @@ pub struct ServiceSpec {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// Kubernetes Service type.
+/// Type of the chat Service: `ClusterIP` (default), `NodePort` or `LoadBalancer`.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
 pub enum ServiceType {
     /// Reachable inside the cluster only.

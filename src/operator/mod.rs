@@ -14,5 +14,4 @@ pub mod metrics;
 pub mod reconciler;
 pub mod resources;
 
-pub use cli::telemetry_init;
 pub use error::Error;
