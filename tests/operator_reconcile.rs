@@ -421,6 +421,18 @@ async fn removing_ingress_and_autoscaling_deletes_them_and_records_events() {
         ]
     );
     assert!(!fake.has(INGRESS) && !fake.has(HPA));
+    let delete = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.method == Method::DELETE)
+        .expect("delete");
+    assert!(
+        delete.body["preconditions"]["uid"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("uid-")),
+        "deletes only the object it checked: {}",
+        delete.body
+    );
     let deploy = fake
         .calls()
         .into_iter()

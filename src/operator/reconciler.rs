@@ -20,7 +20,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -192,9 +192,18 @@ where
         // someone else's object of the same name: never ours to delete
         return Ok(false);
     }
-    match api.delete(name, &DeleteParams::default()).await {
+    // the uid precondition makes sure the object deleted is the one checked above
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: existing.meta().uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
         Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        // gone meanwhile (404), or replaced by another object of that name (409)
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(false),
         Err(e) => Err(Error::kube(format!("delete {kind} {name}"), e)),
     }
 }
