@@ -571,3 +571,87 @@ async fn an_api_error_stops_the_reconcile_and_is_reported() {
         "{ready}"
     );
 }
+
+/// (apiGroup, resource[/subresource], verb) of a request to the fake API server.
+fn permission(call: &Call) -> (String, String, String) {
+    let parts: Vec<&str> = call.path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match parts[0] {
+        "api" => (String::new(), &parts[2..]),
+        _ => (parts[1].to_string(), &parts[3..]),
+    };
+    // rest: namespaces/NS/RESOURCE[/NAME[/SUB]]
+    let resource = match rest.get(4) {
+        Some(sub) => format!("{}/{sub}", rest[2]),
+        None => rest[2].to_string(),
+    };
+    let verb = match call.method {
+        Method::GET => "get",
+        Method::PATCH => "patch",
+        Method::POST => "create",
+        Method::DELETE => "delete",
+        Method::PUT => "update",
+        _ => "unknown",
+    };
+    (group, resource, verb.to_string())
+}
+
+#[tokio::test]
+async fn the_cluster_role_grants_every_call_the_reconciler_makes() {
+    let fake = FakeApi::default();
+    let ctx = context(&fake);
+    let spec = json!({"ingress": {"host": "h.example"}, "autoscaling": {"maxReplicas": 3}});
+    reconciler::reconcile(room(&fake, spec, 1, None), ctx.clone())
+        .await
+        .expect("create");
+    let status = status_of(&fake);
+    reconciler::reconcile(
+        room(&fake, json!({"replicas": 1}), 2, Some(status)),
+        ctx.clone(),
+    )
+    .await
+    .expect("removal");
+    reconciler::reconcile(room(&fake, json!({"ingress": {}}), 3, None), ctx)
+        .await
+        .expect_err("invalid");
+
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("k8s/rbac.yaml");
+    let text = std::fs::read_to_string(&path).expect("k8s/rbac.yaml");
+    let role = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).expect("yaml"))
+        .find(|d| d["kind"] == "ClusterRole")
+        .expect("a ClusterRole");
+    let granted = |(group, resource, verb): &(String, String, String)| {
+        role["rules"].as_array().expect("rules").iter().any(|rule| {
+            let has =
+                |key: &str, want: &str| rule[key].as_array().expect(key).iter().any(|v| v == want);
+            has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+        })
+    };
+    let mut used: Vec<_> = fake.calls().iter().map(permission).collect();
+    used.sort();
+    used.dedup();
+    let expected = [
+        ("", "services", "patch"),
+        ("apps", "deployments", "patch"),
+        ("apps", "statefulsets", "patch"),
+        ("autoscaling", "horizontalpodautoscalers", "delete"),
+        ("autoscaling", "horizontalpodautoscalers", "get"),
+        ("autoscaling", "horizontalpodautoscalers", "patch"),
+        ("events.k8s.io", "events", "create"),
+        ("hubbub.dev", "chatrooms/status", "patch"),
+        ("networking.k8s.io", "ingresses", "delete"),
+        ("networking.k8s.io", "ingresses", "get"),
+        ("networking.k8s.io", "ingresses", "patch"),
+        ("policy", "poddisruptionbudgets", "delete"),
+        ("policy", "poddisruptionbudgets", "get"),
+        ("policy", "poddisruptionbudgets", "patch"),
+    ]
+    .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()));
+    assert_eq!(
+        used, expected,
+        "the reconciler's API calls changed: review k8s/rbac.yaml"
+    );
+    for p in &used {
+        assert!(granted(p), "k8s/rbac.yaml does not grant {p:?}");
+    }
+}
