@@ -276,7 +276,9 @@ impl Session {
     pub(crate) fn awaiting_flush(&self) -> bool {
         self.is_closed()
             && self.transport() == Transport::Polling
-            && self.close_reason().is_some_and(CloseReason::sends_close_packet)
+            && self
+                .close_reason()
+                .is_some_and(CloseReason::sends_close_packet)
             && !self.flushed.load(Ordering::Acquire)
     }
 

@@ -113,7 +113,11 @@ pub(crate) async fn dispatch(
             Some(sid) => {
                 let session = engine
                     .get(&sid)
-                    .or_else(|| (req.method() == Method::GET).then(|| engine.get_flushing(&sid)).flatten())
+                    .or_else(|| {
+                        (req.method() == Method::GET)
+                            .then(|| engine.get_flushing(&sid))
+                            .flatten()
+                    })
                     .ok_or(EngineError::SessionUnknown)?;
                 if session.transport() != Transport::Polling {
                     return Err(EngineError::BadRequest);
