@@ -18,7 +18,14 @@ impl Server {
     /// Starts the server on 127.0.0.1:0 and reads its address from the JSON log.
     fn start() -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hubbub-server"))
-            .args(["--bind", "127.0.0.1:0", "--log", "info", "--log-format", "json"])
+            .args([
+                "--bind",
+                "127.0.0.1:0",
+                "--log",
+                "info",
+                "--log-format",
+                "json",
+            ])
             // The publishers send faster than the chat's default per-connection limit.
             .args(["--rate-limit", "1000", "--rate-burst", "1000"])
             .stdout(Stdio::null())
@@ -107,7 +114,11 @@ fn fanout_reports_every_delivery_without_loss() {
     assert!(r["deliveries_per_sec"].as_f64().unwrap() > 0.0);
     let latency = &r["latency_ms"];
     assert_eq!(latency["count"], 2000);
-    let p = |k: &str| latency[k].as_f64().unwrap_or_else(|| panic!("{k} in {latency}"));
+    let p = |k: &str| {
+        latency[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k} in {latency}"))
+    };
     assert!(p("p50") > 0.0);
     assert!(p("p50") <= p("p90") && p("p90") <= p("p99") && p("p99") <= p("p999"));
     assert!(p("p999") <= p("max"));

@@ -59,7 +59,7 @@ impl FanoutConfig {
         if self.subscribers + self.publishers > MAX_CONNECTIONS {
             return bad(format!("at most {MAX_CONNECTIONS} connections per run"));
         }
-        if !(self.rate > 0.0 && self.rate <= 1_000_000.0) {
+        if self.rate.is_nan() || self.rate <= 0.0 || self.rate > 1_000_000.0 {
             return bad("--rate must be in (0, 1000000] messages per second".into());
         }
         if self.duration.is_zero() || self.duration > MAX_DURATION {

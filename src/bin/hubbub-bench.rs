@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hubbub::bench::client::Target;
-use hubbub::bench::{fanout, idle, storm};
+use hubbub::bench::{fanout, idle, saturate, storm};
 
 #[derive(Debug, Parser)]
 #[command(name = "hubbub-bench", version, about = "Socket.IO v5 load tool")]
@@ -49,6 +49,42 @@ enum Command {
         duration: u64,
         /// Seconds to wait after the last send for deliveries in flight.
         #[arg(long, default_value_t = 5)]
+        drain: u64,
+        /// Handshakes in flight at once while setting up.
+        #[arg(long, default_value_t = 100)]
+        concurrency: usize,
+    },
+    /// Fan-out at a rising rate until loss or p99 over the bound; reports the best step.
+    Saturate {
+        /// Server URL(s), comma-separated; subscribers round-robin over them.
+        #[arg(long, required = true)]
+        url: String,
+        /// Receiving connections.
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        /// Sending connections (not counted as receivers).
+        #[arg(long, default_value_t = 2)]
+        publishers: usize,
+        /// Messages per second of the first step.
+        #[arg(long, default_value_t = 50.0)]
+        start_rate: f64,
+        /// Each step's rate is the previous one times this.
+        #[arg(long, default_value_t = 1.5)]
+        factor: f64,
+        /// Most steps.
+        #[arg(long, default_value_t = 10)]
+        max_steps: usize,
+        /// Largest acceptable p99 in milliseconds.
+        #[arg(long, default_value_t = 50.0)]
+        p99_ms: f64,
+        /// Bytes of JSON in each message's argument.
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        /// Seconds of sending per step.
+        #[arg(long, default_value_t = 5)]
+        duration: u64,
+        /// Seconds to wait after each step's last send.
+        #[arg(long, default_value_t = 3)]
         drain: u64,
         /// Handshakes in flight at once while setting up.
         #[arg(long, default_value_t = 100)]
@@ -119,6 +155,38 @@ fn main() -> anyhow::Result<()> {
                     drain: Duration::from_secs(drain),
                     connect_concurrency: concurrency,
                     connect_timeout,
+                })
+                .await?;
+                (serde_json::to_string_pretty(&r)?, r.table())
+            }
+            Command::Saturate {
+                url,
+                subscribers,
+                publishers,
+                start_rate,
+                factor,
+                max_steps,
+                p99_ms,
+                size,
+                duration,
+                drain,
+                concurrency,
+            } => {
+                let r = saturate::run(saturate::SaturateConfig {
+                    fanout: fanout::FanoutConfig {
+                        targets: Target::parse_list(&url)?,
+                        subscribers,
+                        publishers,
+                        rate: start_rate,
+                        size,
+                        duration: Duration::from_secs(duration),
+                        drain: Duration::from_secs(drain),
+                        connect_concurrency: concurrency,
+                        connect_timeout,
+                    },
+                    factor,
+                    max_steps,
+                    p99_bound_ms: p99_ms,
                 })
                 .await?;
                 (serde_json::to_string_pretty(&r)?, r.table())
