@@ -16,6 +16,8 @@
 #   DURATION=10          seconds of sending per fan-out run
 #   RATES="100 400"      total messages per second, one fan-out scenario each
 #   IDLE=10000           connections held by the idle scenario (0 skips it)
+#   SATURATE_REPS=1      saturate runs per server (rate x1.5 per 3 s step from 50 msg/s
+#                        until loss or p99 > 50 ms, at most 10 steps); 0 skips it
 #   OUT=dir              where the JSON reports go (default: a new temp dir)
 #   PROFILE=release      cargo profile; `PROFILE=dev` only to check the script quickly
 #
@@ -33,6 +35,7 @@ SIZE=${SIZE:-100}
 DURATION=${DURATION:-10}
 RATES=${RATES:-100 400}
 IDLE=${IDLE:-10000}
+SATURATE_REPS=${SATURATE_REPS:-1}
 OUT=${OUT:-$(mktemp -d -t hubbub-compare.XXXXXX)}
 PROFILE=${PROFILE:-release}
 mkdir -p "$OUT"
@@ -108,6 +111,17 @@ for rep in $(seq 1 "$REPS"); do
         >"$OUT/idle-$name-$rep.json" || echo "    (run failed)"
       stop_server
     fi
+  done
+done
+for rep in $(seq 1 "$SATURATE_REPS"); do
+  if [ $((rep % 2)) = 1 ]; then order="socketio hubbub"; else order="hubbub socketio"; fi
+  for name in $order; do
+    start_server "$name"
+    echo "--> rep $rep $name saturate"
+    bench saturate --url "$url" --subscribers "$SUBSCRIBERS" --publishers "$PUBLISHERS" \
+      --size "$SIZE" --start-rate 50 --factor 1.5 --max-steps 10 --p99-ms 50 \
+      --duration 3 --drain 3 >"$OUT/saturate-$name-$rep.json" || echo "    (run failed)"
+    stop_server
   done
 done
 

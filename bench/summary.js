@@ -8,7 +8,7 @@ const dir = process.argv[2];
 const runs = {}; // scenario -> server -> [report]
 let failed = 0;
 for (const file of fs.readdirSync(dir).sort()) {
-  const m = file.match(/^(fanout-\d+(?:\.\d+)?|idle)-(socketio|hubbub)-\d+\.json$/);
+  const m = file.match(/^(fanout-\d+(?:\.\d+)?|idle|saturate)-(socketio|hubbub)-\d+\.json$/);
   if (!m) continue;
   let report;
   try {
@@ -45,9 +45,21 @@ const idleMetrics = [
   ["handshake p99 ms", (r) => r.latency_ms.p99, 2],
 ];
 
+const saturateMetrics = [
+  ["best deliveries/s (zero loss, p99 <= bound)", (r) => r.best?.deliveries_per_sec ?? 0, 0],
+  ["at msg/s", (r) => r.best?.rate ?? 0, 0],
+  ["p99 ms at best", (r) => r.best?.latency_ms.p99, 2],
+  ["first failing msg/s", (r) => {
+      const last = r.steps.at(-1);
+      return last && (!r.best || last.rate !== r.best.rate) ? last.rate : null;
+    }, 0],
+];
+
 for (const scenario of Object.keys(runs).sort()) {
-  const metrics = scenario === "idle" ? idleMetrics : fanoutMetrics;
-  const title = scenario === "idle" ? "idle connections" : `fan-out at ${scenario.slice(7)} msg/s`;
+  const metrics = { idle: idleMetrics, saturate: saturateMetrics }[scenario] ?? fanoutMetrics;
+  const title =
+    { idle: "idle connections", saturate: "saturate (p99 bound 50 ms)" }[scenario] ??
+    `fan-out at ${scenario.slice(7)} msg/s`;
   const s = runs[scenario].socketio ?? [];
   const h = runs[scenario].hubbub ?? [];
   console.log(`\n### ${title} (runs: socket.io ${s.length}, hubbub ${h.length})\n`);
