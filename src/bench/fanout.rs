@@ -296,11 +296,9 @@ async fn subscribe(
                         received.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Frame::Ping => {
-                    if conn.send(Message::text("3")).await.is_err() {
-                        disconnected = true;
-                        break;
-                    }
+                Frame::Ping if conn.send(Message::text("3")).await.is_err() => {
+                    disconnected = true;
+                    break;
                 }
                 Frame::Close => {
                     disconnected = true;

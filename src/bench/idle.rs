@@ -202,11 +202,7 @@ async fn hold(mut conn: Conn, stop: CancellationToken) -> bool {
         };
         match next {
             Some(Ok(Message::Text(text))) => match Frame::classify(&text) {
-                Frame::Ping => {
-                    if conn.send(Message::text("3")).await.is_err() {
-                        return false;
-                    }
-                }
+                Frame::Ping if conn.send(Message::text("3")).await.is_err() => return false,
                 Frame::Close => return false,
                 _ => {}
             },

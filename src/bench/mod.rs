@@ -129,7 +129,8 @@ impl Latency {
 }
 
 /// Raises the soft open-file limit to at least `want` (and the hard limit too
-/// when the process may), returning the soft limit now in force.
+/// when the process may), returning the soft limit now in force (Linux,
+/// where `rlim_t` is `u64`).
 pub fn raise_nofile(want: u64) -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -139,23 +140,23 @@ pub fn raise_nofile(want: u64) -> u64 {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return 0;
     }
-    if lim.rlim_cur as u64 >= want {
-        return lim.rlim_cur as u64;
+    if lim.rlim_cur >= want {
+        return lim.rlim_cur;
     }
-    if (lim.rlim_max as u64) < want {
+    if lim.rlim_max < want {
         let raised = libc::rlimit {
-            rlim_cur: want as libc::rlim_t,
-            rlim_max: want as libc::rlim_t,
+            rlim_cur: want,
+            rlim_max: want,
         };
         // SAFETY: setrlimit reads the struct; failure (no privilege) is handled below.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
             return want;
         }
     }
-    lim.rlim_cur = (want as libc::rlim_t).min(lim.rlim_max);
+    lim.rlim_cur = want.min(lim.rlim_max);
     // SAFETY: as above; the soft limit does not exceed the hard one.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
-        lim.rlim_cur as u64
+        lim.rlim_cur
     } else {
         0
     }
