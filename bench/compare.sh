@@ -16,8 +16,8 @@
 #   DURATION=10          seconds of sending per fan-out run
 #   RATES="100 400"      total messages per second, one fan-out scenario each
 #   IDLE=10000           connections held by the idle scenario (0 skips it)
-#   SATURATE_REPS=1      saturate runs per server (rate x1.5 per 3 s step from 50 msg/s
-#                        until loss or p99 > 50 ms, at most 10 steps); 0 skips it
+#   SATURATE_REPS=1      saturate runs per server (rate x1.5 per 3 s step from 10 msg/s
+#                        until loss or p99 > 50 ms, at most 12 steps); 0 skips it
 #   OUT=dir              where the JSON reports go (default: a new temp dir)
 #   PROFILE=release      cargo profile; `PROFILE=dev` only to check the script quickly
 #
@@ -98,15 +98,15 @@ for rep in $(seq 1 "$REPS"); do
   for name in $order; do
     for rate in $RATES; do
       start_server "$name"
-      echo "--> rep $rep $name fanout rate $rate"
+      echo "--> rep $rep $name fanout rate $rate (load average $(cut -d" " -f1 /proc/loadavg))"
       bench fanout --url "$url" --subscribers "$SUBSCRIBERS" --publishers "$PUBLISHERS" \
-        --rate "$rate" --size "$SIZE" --duration "$DURATION" --drain 5 \
+        --rate "$rate" --size "$SIZE" --duration "$DURATION" --drain 5 --pids "$server_pid" \
         >"$OUT/fanout-$rate-$name-$rep.json" || echo "    (run failed)"
       stop_server
     done
     if [ "$IDLE" -gt 0 ]; then
       start_server "$name"
-      echo "--> rep $rep $name idle $IDLE"
+      echo "--> rep $rep $name idle $IDLE (load average $(cut -d" " -f1 /proc/loadavg))"
       bench idle --url "$url" --connections "$IDLE" --hold 5 --pids "$server_pid" \
         >"$OUT/idle-$name-$rep.json" || echo "    (run failed)"
       stop_server
@@ -117,10 +117,10 @@ for rep in $(seq 1 "$SATURATE_REPS"); do
   if [ $((rep % 2)) = 1 ]; then order="socketio hubbub"; else order="hubbub socketio"; fi
   for name in $order; do
     start_server "$name"
-    echo "--> rep $rep $name saturate"
+    echo "--> rep $rep $name saturate (load average $(cut -d" " -f1 /proc/loadavg))"
     bench saturate --url "$url" --subscribers "$SUBSCRIBERS" --publishers "$PUBLISHERS" \
-      --size "$SIZE" --start-rate 50 --factor 1.5 --max-steps 10 --p99-ms 50 \
-      --duration 3 --drain 3 >"$OUT/saturate-$name-$rep.json" || echo "    (run failed)"
+      --size "$SIZE" --start-rate 10 --factor 1.5 --max-steps 12 --p99-ms 50 \
+      --duration 3 --drain 3 --pids "$server_pid" >"$OUT/saturate-$name-$rep.json" || echo "    (run failed)"
     stop_server
   done
 done

@@ -37,6 +37,9 @@ const fanoutMetrics = [
   ["p99 ms", (r) => r.latency_ms.p99, 2],
   ["p99.9 ms", (r) => r.latency_ms.p999, 2],
   ["max ms", (r) => r.latency_ms.max, 2],
+  ["server CPU s (send + drain)", (r) => r.server_cpu_secs, 2],
+  ["server CPU µs per delivery", (r) => r.server_cpu_us_per_delivery, 2],
+  ["load tool CPU s", (r) => r.client_cpu_secs, 2],
 ];
 const idleMetrics = [
   ["established", (r) => r.established, 0],
@@ -49,6 +52,7 @@ const saturateMetrics = [
   ["best deliveries/s (zero loss, p99 <= bound)", (r) => r.best?.deliveries_per_sec ?? 0, 0],
   ["at msg/s", (r) => r.best?.rate ?? 0, 0],
   ["p99 ms at best", (r) => r.best?.latency_ms.p99, 2],
+  ["server CPU µs per delivery at best", (r) => r.best?.server_cpu_us_per_delivery, 2],
   ["first failing msg/s", (r) => {
       const last = r.steps.at(-1);
       return last && (!r.best || last.rate !== r.best.rate) ? last.rate : null;

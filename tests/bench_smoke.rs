@@ -84,8 +84,11 @@ fn bench(args: &[&str]) -> Value {
 #[test]
 fn fanout_reports_every_delivery_without_loss() {
     let server = Server::start();
+    let pid = server.child.id().to_string();
     let r = bench(&[
         "fanout",
+        "--pids",
+        &pid,
         "--url",
         &server.url,
         "--subscribers",
@@ -122,6 +125,10 @@ fn fanout_reports_every_delivery_without_loss() {
     assert!(p("p50") > 0.0);
     assert!(p("p50") <= p("p90") && p("p90") <= p("p99") && p("p99") <= p("p999"));
     assert!(p("p999") <= p("max"));
+    // Given the server's PID, the report carries its CPU time and the tool's own.
+    assert!(r["server_cpu_secs"].as_f64().unwrap() >= 0.0);
+    assert!(r["server_cpu_us_per_delivery"].is_number());
+    assert!(r["client_cpu_secs"].as_f64().unwrap() >= 0.0);
 }
 
 #[test]

@@ -47,6 +47,8 @@ pub struct FanoutConfig {
     pub connect_concurrency: usize,
     /// Time allowed for each connection's handshake.
     pub connect_timeout: Duration,
+    /// Server processes whose CPU time over the run is reported.
+    pub pids: Vec<u32>,
 }
 
 impl FanoutConfig {
@@ -108,6 +110,13 @@ pub struct FanoutReport {
     pub connect_secs: f64,
     /// Delivery latency (receive time − send stamp).
     pub latency_ms: Latency,
+    /// CPU seconds the given server processes used from the first send to the
+    /// end of the drain (absent without `--pids`).
+    pub server_cpu_secs: Option<f64>,
+    /// `server_cpu_secs / received`, in microseconds.
+    pub server_cpu_us_per_delivery: Option<f64>,
+    /// CPU seconds this load tool used over the same window.
+    pub client_cpu_secs: f64,
 }
 
 impl FanoutReport {
@@ -122,7 +131,8 @@ impl FanoutReport {
              recv    {}\n\
              loss    {} ({:.4} %)  disconnects {}\n\
              rate    {:.0} deliveries/s\n\
-             latency {}\n",
+             latency {}\n\
+             cpu     server {} | load tool {:.2} s\n",
             self.servers.join(","),
             self.subscribers,
             self.publishers,
@@ -138,8 +148,21 @@ impl FanoutReport {
             self.disconnects,
             self.deliveries_per_sec,
             self.latency_ms.row(),
+            match (self.server_cpu_secs, self.server_cpu_us_per_delivery) {
+                (Some(s), Some(us)) => format!("{s:.2} s ({us:.2} µs per delivery)"),
+                _ => "not measured (no --pids)".to_owned(),
+            },
+            self.client_cpu_secs,
         )
     }
+}
+
+/// Total CPU seconds of the given processes, if all are readable.
+fn servers_cpu(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| super::cpu_secs(*p)).sum()
 }
 
 /// What one subscriber measured.
@@ -188,6 +211,8 @@ pub async fn run(config: FanoutConfig) -> Result<FanoutReport, BenchError> {
         .map(|(conn, _)| tokio::spawn(subscribe(conn, stop.clone(), received.clone(), run_start)))
         .collect();
 
+    let server_cpu_before = servers_cpu(&config.pids);
+    let client_cpu_before = super::own_cpu_secs();
     let padding: Arc<str> = client::padding_for(config.size).into();
     let per_publisher = config.rate / config.publishers as f64;
     let started = Instant::now() + Duration::from_millis(20);
@@ -224,6 +249,10 @@ pub async fn run(config: FanoutConfig) -> Result<FanoutReport, BenchError> {
     while received.load(Ordering::Relaxed) < expected && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let server_cpu_secs = servers_cpu(&config.pids)
+        .zip(server_cpu_before)
+        .map(|(after, before)| after - before);
+    let client_cpu_secs = super::own_cpu_secs() - client_cpu_before;
     stop.cancel();
     drop(publisher_conns);
 
@@ -259,6 +288,11 @@ pub async fn run(config: FanoutConfig) -> Result<FanoutReport, BenchError> {
         disconnects,
         connect_secs,
         latency_ms: Latency::from_micros(&histogram),
+        server_cpu_secs,
+        server_cpu_us_per_delivery: server_cpu_secs
+            .filter(|_| received > 0)
+            .map(|s| s * 1e6 / received as f64),
+        client_cpu_secs,
     })
 }
 

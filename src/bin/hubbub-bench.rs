@@ -53,6 +53,9 @@ enum Command {
         /// Handshakes in flight at once while setting up.
         #[arg(long, default_value_t = 100)]
         concurrency: usize,
+        /// Server PIDs whose CPU time over the run is reported, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        pids: Vec<u32>,
     },
     /// Fan-out at a rising rate until loss or p99 over the bound; reports the best step.
     Saturate {
@@ -89,6 +92,9 @@ enum Command {
         /// Handshakes in flight at once while setting up.
         #[arg(long, default_value_t = 100)]
         concurrency: usize,
+        /// Server PIDs whose CPU time over the run is reported, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        pids: Vec<u32>,
     },
     /// Connect, wait for the CONNECT acknowledgement, close; as fast as possible.
     ConnectStorm {
@@ -144,6 +150,7 @@ fn main() -> anyhow::Result<()> {
                 duration,
                 drain,
                 concurrency,
+                pids,
             } => {
                 let r = fanout::run(fanout::FanoutConfig {
                     targets: Target::parse_list(&url)?,
@@ -155,6 +162,7 @@ fn main() -> anyhow::Result<()> {
                     drain: Duration::from_secs(drain),
                     connect_concurrency: concurrency,
                     connect_timeout,
+                    pids,
                 })
                 .await?;
                 (serde_json::to_string_pretty(&r)?, r.table())
@@ -171,6 +179,7 @@ fn main() -> anyhow::Result<()> {
                 duration,
                 drain,
                 concurrency,
+                pids,
             } => {
                 let r = saturate::run(saturate::SaturateConfig {
                     fanout: fanout::FanoutConfig {
@@ -183,6 +192,7 @@ fn main() -> anyhow::Result<()> {
                         drain: Duration::from_secs(drain),
                         connect_concurrency: concurrency,
                         connect_timeout,
+                        pids,
                     },
                     factor,
                     max_steps,
