@@ -16,7 +16,8 @@
 #   DURATION=10          seconds of sending per fan-out run
 #   RATES="100 400"      total messages per second, one fan-out scenario each
 #   IDLE=10000           connections held by the idle scenario (0 skips it)
-#   SATURATE_REPS=1      saturate runs per server (rate x1.5 per 3 s step from 10 msg/s
+#   SATURATE_REPS=1      saturate runs per server (an unjudged 3 s warm-up, then
+#                        rate x1.5 per 3 s step from 10 msg/s
 #                        until loss or p99 > 50 ms, at most 12 steps); 0 skips it
 #   OUT=dir              where the JSON reports go (default: a new temp dir)
 #   PROFILE=release      cargo profile; `PROFILE=dev` only to check the script quickly
@@ -119,7 +120,7 @@ for rep in $(seq 1 "$SATURATE_REPS"); do
     start_server "$name"
     echo "--> rep $rep $name saturate (load average $(cut -d" " -f1 /proc/loadavg))"
     bench saturate --url "$url" --subscribers "$SUBSCRIBERS" --publishers "$PUBLISHERS" \
-      --size "$SIZE" --start-rate 10 --factor 1.5 --max-steps 12 --p99-ms 50 \
+      --size "$SIZE" --start-rate 10 --factor 1.5 --max-steps 12 --p99-ms 50 --warmup 3 \
       --duration 3 --drain 3 --pids "$server_pid" >"$OUT/saturate-$name-$rep.json" || echo "    (run failed)"
     stop_server
   done

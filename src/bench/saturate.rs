@@ -1,6 +1,7 @@
 //! The saturate scenario: fan-out runs at a rising message rate (each step
 //! `factor` times the last) until a step loses deliveries or its p99 passes
-//! the bound; reports the best step that met both. Bounded by `max_steps`.
+//! the bound; reports the best step that met both. Bounded by `max_steps`,
+//! after an optional warm-up run that is not judged.
 
 use std::time::Duration;
 
@@ -20,6 +21,9 @@ pub struct SaturateConfig {
     pub max_steps: usize,
     /// Largest acceptable p99, in milliseconds.
     pub p99_bound_ms: f64,
+    /// A first fan-out at the start rate for this long, not judged, so that
+    /// a server that warms up (a JIT) is measured warm; zero skips it.
+    pub warmup: Duration,
 }
 
 /// The outcome of a saturate run.
@@ -29,6 +33,8 @@ pub struct SaturateReport {
     pub p99_bound_ms: f64,
     /// The best step with zero loss and p99 under the bound, if any.
     pub best: Option<FanoutReport>,
+    /// The warm-up run, if any (not judged).
+    pub warmup: Option<FanoutReport>,
     /// Every step in order.
     pub steps: Vec<FanoutReport>,
 }
@@ -65,6 +71,17 @@ pub async fn run(config: SaturateConfig) -> Result<SaturateReport, BenchError> {
             "--factor must be > 1 and --max-steps 1..=50".into(),
         ));
     }
+    let warmup = if config.warmup.is_zero() {
+        None
+    } else {
+        Some(
+            fanout::run(FanoutConfig {
+                duration: config.warmup,
+                ..config.fanout.clone()
+            })
+            .await?,
+        )
+    };
     let mut steps = Vec::new();
     let mut best: Option<FanoutReport> = None;
     let mut rate = config.fanout.rate;
@@ -87,6 +104,7 @@ pub async fn run(config: SaturateConfig) -> Result<SaturateReport, BenchError> {
     Ok(SaturateReport {
         p99_bound_ms: config.p99_bound_ms,
         best,
+        warmup,
         steps,
     })
 }

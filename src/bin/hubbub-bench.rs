@@ -80,6 +80,9 @@ enum Command {
         /// Largest acceptable p99 in milliseconds.
         #[arg(long, default_value_t = 50.0)]
         p99_ms: f64,
+        /// Seconds of an unjudged first run at the start rate (0: none).
+        #[arg(long, default_value_t = 3)]
+        warmup: u64,
         /// Bytes of JSON in each message's argument.
         #[arg(long, default_value_t = 100)]
         size: usize,
@@ -175,6 +178,7 @@ fn main() -> anyhow::Result<()> {
                 factor,
                 max_steps,
                 p99_ms,
+                warmup,
                 size,
                 duration,
                 drain,
@@ -197,6 +201,7 @@ fn main() -> anyhow::Result<()> {
                     factor,
                     max_steps,
                     p99_bound_ms: p99_ms,
+                    warmup: Duration::from_secs(warmup),
                 })
                 .await?;
                 (serde_json::to_string_pretty(&r)?, r.table())
