@@ -173,10 +173,7 @@ fn mp_to_json(value: Mp, attachments: &mut Vec<Bytes>) -> Json {
         },
         Mp::F32(f) => Number::from_f64(f64::from(f)).map_or(Json::Null, Json::Number),
         Mp::F64(f) => Number::from_f64(f).map_or(Json::Null, Json::Number),
-        Mp::String(s) => Json::String(match s.into_str() {
-            Some(s) => s,
-            None => String::new(),
-        }),
+        Mp::String(s) => Json::String(utf8_lossy(s)),
         Mp::Binary(b) => {
             attachments.push(Bytes::from(b));
             placeholder(attachments.len() - 1)
@@ -200,7 +197,7 @@ fn mp_to_json(value: Mp, attachments: &mut Vec<Bytes>) -> Json {
 
 fn key_string(key: Mp) -> String {
     match key {
-        Mp::String(s) => s.into_str().unwrap_or_default(),
+        Mp::String(s) => utf8_lossy(s),
         Mp::Integer(i) => i.to_string(),
         Mp::Boolean(b) => b.to_string(),
         Mp::Nil => "null".into(),
@@ -296,23 +293,6 @@ impl BroadcastFlags {
             entries.push((Mp::from("timeout"), Mp::from(v)));
         }
         Mp::Map(entries)
-    }
-
-    fn to_json(&self) -> Json {
-        let mut m = Map::new();
-        if let Some(v) = self.volatile {
-            m.insert("volatile".into(), v.into());
-        }
-        if let Some(v) = self.compress {
-            m.insert("compress".into(), v.into());
-        }
-        if let Some(v) = self.local {
-            m.insert("local".into(), v.into());
-        }
-        if let Some(v) = self.timeout {
-            m.insert("timeout".into(), v.into());
-        }
-        Json::Object(m)
     }
 }
 
@@ -472,7 +452,7 @@ pub fn decode_broadcast(bytes: &[u8]) -> Result<BroadcastMessage, WireError> {
     };
     let mut items = items.into_iter();
     let uid = match items.next() {
-        Some(Mp::String(s)) => s.into_str().unwrap_or_default(),
+        Some(Mp::String(s)) => utf8_lossy(s),
         Some(Mp::Nil) | None => String::new(),
         Some(other) => other.to_string(),
     };
@@ -1059,6 +1039,14 @@ impl ResponseFrame {
 }
 
 // ---- helpers ---------------------------------------------------------------------------
+
+/// JavaScript strings survive any bytes; replace invalid UTF-8 rather than drop the message.
+fn utf8_lossy(s: rmpv::Utf8String) -> String {
+    match String::from_utf8(s.into_bytes()) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
 
 fn write_mp(value: &Mp) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
