@@ -3,7 +3,9 @@
 //! socket.io replicas can share one Redis.
 //!
 //! - [`wire`]: the adapter's MessagePack/JSON messages, pure encode/decode.
+//! - [`redis`]: the Redis connections, publishing, subscriptions, readiness, metrics.
 //!
 //! This module knows nothing of the chat application.
 
+pub mod redis;
 pub mod wire;
