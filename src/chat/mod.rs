@@ -2,3 +2,4 @@
 //! rate limits. It talks to [`crate::socketio`] and to a [`store::Store`] only.
 
 pub mod store;
+pub mod store_redis;

@@ -239,7 +239,11 @@ impl RedisMetrics {
             m.connected.with_label_values(&[c.as_str()]).set(0);
             m.reconnects.with_label_values(&[c.as_str()]);
         }
-        for k in [MessageKind::Broadcast, MessageKind::Request, MessageKind::Response] {
+        for k in [
+            MessageKind::Broadcast,
+            MessageKind::Request,
+            MessageKind::Response,
+        ] {
             m.published.with_label_values(&[k.as_str()]);
             m.received.with_label_values(&[k.as_str()]);
         }
@@ -645,9 +649,13 @@ async fn issue_subscriptions(
         .map_err(|_| "subscribe timed out".to_owned())?
 }
 
-/// Follows one connection: marks it down on a connection error, up (after restoring the
-/// subscriptions, for the subscriber) on each (re)connection, and re-checks the client's
-/// state on a short tick so that no missed event leaves the flag wrong for long.
+/// Follows one connection. A connection error marks it lost until the next
+/// (re)connection event — `fred` keeps reporting the client as connected while it waits
+/// out the first back-off delay, so its state alone would flap back to "up" too early.
+/// On each (re)connection the subscriber restores every registered subscription before
+/// it counts as up. A short tick keeps the metric and the flags current, retries failed
+/// subscriptions, and, should a reconnection event ever be missed, probes the connection
+/// itself before declaring it up again.
 async fn watch_connection(weak: Weak<Inner>, which: Connection) {
     let Some(inner) = weak.upgrade() else { return };
     let client = match which {
@@ -657,61 +665,94 @@ async fn watch_connection(weak: Weak<Inner>, which: Connection) {
     let mut errors = client.error_rx();
     let mut reconnects = client.reconnect_rx();
     let mut shutdown = inner.shutdown.subscribe();
+    let probe_after = inner.settings.reconnect_max * 2 + inner.settings.connect_timeout;
+    let timeout = inner.settings.command_timeout;
     drop(inner);
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ever_connected = false;
+    // Not connected yet counts as lost.
+    let mut lost = true;
+    let mut lost_at = tokio::time::Instant::now();
     let mut failures: u64 = 0;
     let label = which.as_str();
     loop {
-        // `restore` is set when the subscriber must (re)subscribe before it counts as up.
+        // Set when the subscriber must (re)subscribe before it counts as up.
         let mut restore = false;
+        // `biased`: errors first. The client emits an error before it reconnects, so when
+        // both are waiting they are handled in the order they happened.
         tokio::select! {
+            biased;
             _ = shutdown.changed() => return,
-            event = reconnects.recv() => match event {
-                Ok(server) => {
-                    let Some(inner) = weak.upgrade() else { return };
-                    if ever_connected {
-                        inner.metrics.reconnects.with_label_values(&[label]).inc();
-                        tracing::info!(connection = label, %server, "redis reconnected");
-                    } else {
-                        tracing::info!(connection = label, %server, "redis connected");
-                    }
-                    ever_connected = true;
-                    failures = 0;
-                    if which == Connection::Subscriber {
-                        inner.resubscribe_needed.store(true, Ordering::Release);
-                        restore = true;
-                    }
+            event = errors.recv() => {
+                let error = match event {
+                    Ok((error, _server)) => error.to_string(),
+                    Err(RecvError::Lagged(_)) => "errors lagged".to_owned(),
+                    Err(RecvError::Closed) => return,
+                };
+                let Some(inner) = weak.upgrade() else { return };
+                let was_up = flag(&inner, which).swap(false, Ordering::AcqRel);
+                if !lost {
+                    lost_at = tokio::time::Instant::now();
                 }
-                Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => return,
-            },
-            event = errors.recv() => match event {
-                Ok((error, _server)) => {
-                    let Some(inner) = weak.upgrade() else { return };
-                    let was_up = flag(&inner, which).swap(false, Ordering::AcqRel);
-                    failures += 1;
-                    if was_up {
-                        tracing::warn!(connection = label, %error, "redis connection lost; reconnecting");
-                    } else if failures == 1 || failures % 30 == 0 {
-                        tracing::warn!(connection = label, %error, attempts = failures, "redis unreachable; retrying with back-off");
-                    } else {
-                        tracing::debug!(connection = label, %error, attempts = failures, "redis still unreachable");
-                    }
-                    if which == Connection::Subscriber {
-                        inner.resubscribe_needed.store(true, Ordering::Release);
-                    }
+                lost = true;
+                failures += 1;
+                if was_up {
+                    tracing::warn!(connection = label, %error, "redis connection lost; reconnecting");
+                } else if failures == 1 || failures % 30 == 0 {
+                    tracing::warn!(connection = label, %error, attempts = failures, "redis unreachable; retrying with back-off");
+                } else {
+                    tracing::debug!(connection = label, %error, attempts = failures, "redis still unreachable");
                 }
-                Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => return,
-            },
+                if which == Connection::Subscriber {
+                    inner.resubscribe_needed.store(true, Ordering::Release);
+                }
+            }
+            event = reconnects.recv() => {
+                let server = match event {
+                    Ok(server) => server.to_string(),
+                    Err(RecvError::Lagged(_)) => "?".to_owned(),
+                    Err(RecvError::Closed) => return,
+                };
+                let Some(inner) = weak.upgrade() else { return };
+                if ever_connected {
+                    inner.metrics.reconnects.with_label_values(&[label]).inc();
+                    tracing::info!(connection = label, %server, "redis reconnected");
+                } else {
+                    tracing::info!(connection = label, %server, "redis connected");
+                }
+                ever_connected = true;
+                lost = false;
+                failures = 0;
+                if which == Connection::Subscriber {
+                    inner.resubscribe_needed.store(true, Ordering::Release);
+                    restore = true;
+                }
+            }
             _ = tick.tick() => {}
         }
         let Some(inner) = weak.upgrade() else { return };
         let connected = client.is_connected();
+        if lost && connected && ever_connected && lost_at.elapsed() >= probe_after {
+            // Safety net: connected for a while without a reconnection event.
+            let alive = match which {
+                Connection::Commands => {
+                    tokio::time::timeout(timeout, client.ping::<RedisValue>(None))
+                        .await
+                        .is_ok_and(|r| r.is_ok())
+                }
+                Connection::Subscriber => true, // the resubscription below is the probe
+            };
+            if alive {
+                lost = false;
+                restore = which == Connection::Subscriber;
+            } else {
+                lost_at = tokio::time::Instant::now();
+            }
+        }
         if which == Connection::Subscriber
             && connected
+            && !lost
             && (restore || inner.resubscribe_needed.load(Ordering::Acquire))
         {
             let (channels, patterns) = {
@@ -721,14 +762,7 @@ async fn watch_connection(weak: Weak<Inner>, which: Connection) {
                     subs.patterns.iter().cloned().collect::<Vec<_>>(),
                 )
             };
-            match issue_subscriptions(
-                &client,
-                channels.clone(),
-                patterns.clone(),
-                inner.settings.command_timeout,
-            )
-            .await
-            {
+            match issue_subscriptions(&client, channels.clone(), patterns.clone(), timeout).await {
                 Ok(()) => {
                     inner.resubscribe_needed.store(false, Ordering::Release);
                     tracing::info!(
@@ -741,6 +775,7 @@ async fn watch_connection(weak: Weak<Inner>, which: Connection) {
             }
         }
         let up = connected
+            && !lost
             && (which == Connection::Commands || !inner.resubscribe_needed.load(Ordering::Acquire));
         flag(&inner, which).store(up, Ordering::Release);
         inner
