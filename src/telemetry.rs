@@ -1,1 +1,39 @@
-//! telemetry (under construction)
+//! Tracing set-up: the only place that installs process-wide globals (the
+//! subscriber). Both binaries call [`init`] once at start-up.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The filter string does not parse.
+    #[error("invalid log filter {filter:?} (HUBBUB_LOG): {reason}")]
+    Filter {
+        /// The filter given.
+        filter: String,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// A global subscriber was already installed.
+    #[error("logging already initialised")]
+    AlreadySet,
+}
+
+/// Installs the global tracing subscriber: `filter` in `EnvFilter` syntax
+/// (e.g. `info,hubbub=debug`), written to stderr as text or JSON lines.
+pub fn init(filter: &str, format: LogFormat) -> Result<(), TelemetryError> {
+    let env_filter = EnvFilter::try_new(filter).map_err(|e| TelemetryError::Filter {
+        filter: filter.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(env_filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    result.map_err(|_| TelemetryError::AlreadySet)
+}

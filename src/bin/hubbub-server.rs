@@ -1,1 +1,15 @@
-fn main() {}
+//! `hubbub-server`: parses the configuration, sets up logging and runs the
+//! server. Everything else lives in the library (`hubbub::server`).
+
+use anyhow::Context;
+use clap::Parser;
+use hubbub::config::ServerConfig;
+
+fn main() -> anyhow::Result<()> {
+    let config = ServerConfig::parse();
+    config.validate()?;
+    hubbub::telemetry::init(&config.log, config.log_format)?;
+    actix_web::rt::System::new()
+        .block_on(hubbub::server::run(config))
+        .context("hubbub-server failed")
+}

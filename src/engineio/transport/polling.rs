@@ -1,0 +1,134 @@
+//! HTTP long-polling: the handshake GET, the held-open receiving GET and the
+//! sending POST.
+//!
+//! At most one GET is pending per session: it holds the session's queue
+//! receiver, so a second GET finds it taken, which closes the session.
+
+use std::sync::Arc;
+
+use actix_web::HttpResponse;
+use actix_web::web;
+use bytestring::ByteString;
+use futures_util::StreamExt;
+
+use super::super::packet::Frame;
+use super::super::payload;
+use super::super::{CloseReason, Engine, EngineError, Session, Transport};
+
+fn text_response(body: impl Into<String>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=UTF-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(body.into())
+}
+
+/// `GET ?EIO=4&transport=polling`: opens a session; the body is the open packet alone.
+pub(crate) fn handshake(engine: &Arc<Engine>) -> Result<HttpResponse, EngineError> {
+    let session = engine.open_session(Transport::Polling)?;
+    let open = engine.open_frame(&session, Transport::Polling);
+    let Frame::Text(text) = open else {
+        unreachable!("the open packet is text")
+    };
+    engine.metrics().packets_sent_total.inc();
+    engine.metrics().bytes_sent_total.inc_by(text.len() as u64);
+    Ok(text_response(text.to_string()))
+}
+
+/// `GET ...&sid=S`: answers with every queued packet, waiting until there is one.
+pub(crate) async fn poll(
+    engine: &Arc<Engine>,
+    session: Arc<Session>,
+) -> Result<HttpResponse, EngineError> {
+    let Ok(mut rx) = session.rx.clone().try_lock_owned() else {
+        tracing::debug!(sid = %session.sid(), "second concurrent poll; closing session");
+        session.close(CloseReason::DuplicatePoll);
+        return Err(EngineError::BadRequest);
+    };
+    let first = tokio::select! {
+        biased;
+        frame = rx.recv() => frame,
+        _ = session.closed().cancelled() => None,
+    };
+    let Some(first) = first else {
+        // Closed while waiting. A client close is answered with a noop, anything
+        // else with whatever is still queued (ending in the close packet) or a close.
+        let body = match session.close_reason() {
+            Some(CloseReason::ClientClose) => "6".to_owned(),
+            _ => {
+                let mut rest = Vec::new();
+                while let Ok(f) = rx.try_recv() {
+                    rest.push(f);
+                }
+                if rest.is_empty() {
+                    "1".to_owned()
+                } else {
+                    payload::encode(&rest)
+                }
+            }
+        };
+        return Ok(text_response(body));
+    };
+    // Everything queued, up to about maxPayload bytes; the rest waits for the next GET.
+    let budget = engine.config.max_payload;
+    let mut used = payload::encoded_len(&first);
+    let mut frames = vec![first];
+    while used < budget {
+        match rx.try_recv() {
+            Ok(f) => {
+                used += payload::encoded_len(&f);
+                frames.push(f);
+            }
+            Err(_) => break,
+        }
+    }
+    drop(rx);
+    let body = payload::encode(&frames);
+    let m = engine.metrics();
+    m.packets_sent_total.inc_by(frames.len() as u64);
+    m.bytes_sent_total.inc_by(body.len() as u64);
+    Ok(text_response(body))
+}
+
+/// `POST ...&sid=S`: processes every packet of the body in order, then answers `ok`.
+pub(crate) async fn post(
+    engine: &Arc<Engine>,
+    session: Arc<Session>,
+    mut body: web::Payload,
+) -> Result<HttpResponse, EngineError> {
+    let limit = engine.config.max_payload;
+    let mut buf = web::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else {
+            return Err(EngineError::BadRequest);
+        };
+        if buf.len() + chunk.len() > limit {
+            tracing::debug!(sid = %session.sid(), limit, "POST body over maxPayload");
+            session.close(CloseReason::PayloadTooLarge);
+            return Err(EngineError::PayloadTooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    engine.metrics().bytes_received_total.inc_by(buf.len() as u64);
+    let Ok(text) = ByteString::try_from(buf.freeze()) else {
+        session.close(CloseReason::ParseError);
+        return Err(EngineError::BadRequest);
+    };
+    let packets = match payload::decode(text) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(sid = %session.sid(), error = %e, "invalid polling payload");
+            session.close(CloseReason::ParseError);
+            return Err(EngineError::BadRequest);
+        }
+    };
+    for packet in packets {
+        match engine.on_packet(&session, packet) {
+            Ok(Some(pending)) => pending.await,
+            Ok(None) => {}
+            // A close packet from the client is a normal end: answer `ok`.
+            Err(()) if session.close_reason() == Some(CloseReason::ClientClose) => break,
+            Err(()) => return Err(EngineError::BadRequest),
+        }
+    }
+    Ok(text_response("ok"))
+}

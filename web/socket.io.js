@@ -1,0 +1,1 @@
+/* hubbub browser client: being built */
