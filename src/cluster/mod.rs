@@ -4,8 +4,10 @@
 //!
 //! - [`wire`]: the adapter's MessagePack/JSON messages, pure encode/decode.
 //! - [`redis`]: the Redis connections, publishing, subscriptions, readiness, metrics.
+//! - [`adapter`]: [`adapter::RedisAdapter`], the `socketio::Adapter` built on both.
 //!
 //! This module knows nothing of the chat application.
 
+pub mod adapter;
 pub mod redis;
 pub mod wire;

@@ -445,6 +445,27 @@ pub fn encode_broadcast(msg: &BroadcastMessage) -> Vec<u8> {
     write_mp(&Mp::Array(items))
 }
 
+/// Encodes an EVENT broadcast from borrowed parts (the hot path: no copy of the data).
+pub fn encode_event_broadcast(
+    uid: &str,
+    nsp: &str,
+    data: &Json,
+    attachments: &[Bytes],
+    opts: &BroadcastOpts,
+    sent_at_us: Option<u64>,
+) -> Vec<u8> {
+    let packet = Mp::Map(vec![
+        (Mp::from("type"), Mp::from(PACKET_TYPE_EVENT)),
+        (Mp::from("data"), json_to_mp(data, attachments)),
+        (Mp::from("nsp"), Mp::from(nsp)),
+    ]);
+    let mut items = vec![Mp::from(uid), packet, opts.to_mp()];
+    if let Some(t) = sent_at_us {
+        items.push(Mp::from(t));
+    }
+    write_mp(&Mp::Array(items))
+}
+
 /// Decodes a broadcast from a Node adapter, the emitter or a hubbub node.
 pub fn decode_broadcast(bytes: &[u8]) -> Result<BroadcastMessage, WireError> {
     let Mp::Array(items) = read_mp(bytes)? else {

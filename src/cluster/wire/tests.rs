@@ -198,6 +198,20 @@ fn emitter_broadcasts_decode() {
 }
 
 #[test]
+fn borrowed_event_encoding_matches_the_owned_one() {
+    let msg = decode_broadcast(&fixture("broadcast-binary", 0).bytes).unwrap();
+    let bytes = encode_event_broadcast(
+        &msg.uid,
+        &msg.packet.nsp,
+        &msg.packet.data.value,
+        &msg.packet.data.attachments,
+        &msg.opts,
+        None,
+    );
+    assert_eq!(bytes, fixture("broadcast-binary", 0).bytes);
+}
+
+#[test]
 fn hubbub_publish_time_is_a_fourth_element() {
     let mut msg = decode_broadcast(&fixture("broadcast-all", 0).bytes).unwrap();
     msg.sent_at_us = Some(1_796_398_811_339_123);
