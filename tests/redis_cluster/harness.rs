@@ -34,9 +34,21 @@ impl Hubbub {
         let log = std::env::temp_dir().join(format!("hubbub-redis-test-{port}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_hubbub-server"))
-            .args(["--bind", &format!("127.0.0.1:{port}"), "--redis-url", redis_url])
+            .args([
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--redis-url",
+                redis_url,
+            ])
             .args(["--presence-heartbeat-secs", "1", "--presence-ttl-secs", "2"])
-            .args(["--shutdown-grace-secs", "1", "--rate-limit", "1000", "--rate-burst", "2000"])
+            .args([
+                "--shutdown-grace-secs",
+                "1",
+                "--rate-limit",
+                "1000",
+                "--rate-burst",
+                "2000",
+            ])
             .args(extra)
             .env("HUBBUB_LOG", "info,hubbub=debug")
             .stdout(Stdio::from(file.try_clone().unwrap()))
@@ -59,7 +71,12 @@ impl Hubbub {
     /// Waits until `/readyz` answers 200.
     pub async fn wait_ready(&self) {
         let ok = eventually(Duration::from_secs(10), || async { self.readyz() == 200 }).await;
-        assert!(ok, "replica {} never became ready; log: {}", self.port, self.log.display());
+        assert!(
+            ok,
+            "replica {} never became ready; log: {}",
+            self.port,
+            self.log.display()
+        );
     }
 
     /// SIGKILL, no clean-up of any kind.
@@ -126,7 +143,9 @@ impl Driver {
     pub async fn start() -> Arc<Self> {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
         assert!(
-            std::path::Path::new(dir).join("node_modules/socket.io-client").exists(),
+            std::path::Path::new(dir)
+                .join("node_modules/socket.io-client")
+                .exists(),
             "tests/interop/node_modules is missing: run `npm ci` in tests/interop (scripts/test does)"
         );
         let mut child = tokio::process::Command::new("node")
@@ -146,7 +165,9 @@ impl Driver {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
                 if let Some(seq) = v.get("re").and_then(Value::as_u64) {
                     if let Some(tx) = p.lock().remove(&seq) {
                         let _ = tx.send(v);
@@ -244,11 +265,18 @@ impl Client {
 
     /// Closes the connection.
     pub async fn close(&self) {
-        self.driver.call(json!({"op": "close", "id": self.id})).await;
+        self.driver
+            .call(json!({"op": "close", "id": self.id}))
+            .await;
     }
 
     /// Waits for a notice matching `pred` (all notices are kept in `seen`).
-    pub async fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         if let Some(v) = self.seen.iter().find(|v| pred(v)) {
             return v.clone();
         }
@@ -261,7 +289,10 @@ impl Client {
                         return v;
                     }
                 }
-                _ => panic!("{}: no {what} within {timeout:?}; seen: {:#?}", self.id, self.seen),
+                _ => panic!(
+                    "{}: no {what} within {timeout:?}; seen: {:#?}",
+                    self.id, self.seen
+                ),
             }
         }
     }
@@ -270,7 +301,9 @@ impl Client {
     pub async fn wait_event(&mut self, name: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let v = self
             .wait_for(&format!("event {name}"), Duration::from_secs(10), |v| {
-                v["ev"] == "event" && v["name"] == name && pred(v["args"].as_array().map_or(&[], |a| a.as_slice()))
+                v["ev"] == "event"
+                    && v["name"] == name
+                    && pred(v["args"].as_array().map_or(&[], |a| a.as_slice()))
             })
             .await;
         v["args"].as_array().cloned().unwrap_or_default()

@@ -37,7 +37,9 @@ async fn hubbub_and_node_socket_io_share_one_redis() {
     assert!(link.wait_ready(Duration::from_secs(5)).await);
     hub.wait_ready().await;
     let driver = Driver::start().await;
-    let node = driver.call(json!({"op": "nodeServer", "redisUrl": redis.url()})).await;
+    let node = driver
+        .call(json!({"op": "nodeServer", "redisUrl": redis.url()}))
+        .await;
     assert_eq!(node["ok"], json!(true), "{node}");
     let node_url = format!("http://127.0.0.1:{}", node["port"]);
     // Three servers subscribed to the request channel: Node, hubbub-server, in-process.
@@ -47,40 +49,56 @@ async fn hubbub_and_node_socket_io_share_one_redis() {
         })
         .await
     );
-    assert_eq!(driver.call(json!({"op": "nodeServerCount"})).await["count"], json!(3));
+    assert_eq!(
+        driver.call(json!({"op": "nodeServerCount"})).await["count"],
+        json!(3)
+    );
 
-    let mut hc1 = driver.connect("hc1", &hub.url(), json!({"auth": {"token": "t1"}})).await;
+    let mut hc1 = driver
+        .connect("hc1", &hub.url(), json!({"auth": {"token": "t1"}}))
+        .await;
     let mut hc2 = driver.connect("hc2", &hub.url(), json!({})).await;
     let mut nc = driver.connect("nc", &node_url, json!({})).await;
     assert_eq!(hc1.ask("join", json!(["hana"])).await[0]["ok"], json!(true));
 
     // hubbub -> Node: a raw broadcast and a stored chat message.
-    hc1.emit("sendToAll", json!(["from-hubbub", 1, {"b": [true]}])).await;
-    nc.wait_event("messages", |a| a == [json!("from-hubbub"), json!(1), json!({"b": [true]})])
+    hc1.emit("sendToAll", json!(["from-hubbub", 1, {"b": [true]}]))
         .await;
-    hc2.wait_event("messages", |a| a.first() == Some(&json!("from-hubbub"))).await;
+    nc.wait_event("messages", |a| {
+        a == [json!("from-hubbub"), json!(1), json!({"b": [true]})]
+    })
+    .await;
+    hc2.wait_event("messages", |a| a.first() == Some(&json!("from-hubbub")))
+        .await;
     let ack = hc1.ask("messages", json!(["hello node"])).await;
     let id = ack[0]["id"].clone();
     let m = nc
-        .wait_event("messages", |a| a.first().and_then(|m| m.get("text")) == Some(&json!("hello node")))
+        .wait_event("messages", |a| {
+            a.first().and_then(|m| m.get("text")) == Some(&json!("hello node"))
+        })
         .await;
     assert_eq!(m[0]["id"], id);
     assert_eq!(m[0]["name"], json!("hana"));
 
     // Node -> hubbub: a broadcast from a Node socket, and from the Node server.
     nc.emit("sendToAll", json!(["from-node", 2])).await;
-    hc1.wait_event("messages", |a| a == [json!("from-node"), json!(2)]).await;
-    hc2.wait_event("messages", |a| a == [json!("from-node"), json!(2)]).await;
+    hc1.wait_event("messages", |a| a == [json!("from-node"), json!(2)])
+        .await;
+    hc2.wait_event("messages", |a| a == [json!("from-node"), json!(2)])
+        .await;
     driver
         .call(json!({"op": "nodeEmit", "event": "news", "args": ["n1", {"deep": [1, 2.5]}]}))
         .await;
-    hc1.wait_event("news", |a| a == [json!("n1"), json!({"deep": [1, 2.5]})]).await;
+    hc1.wait_event("news", |a| a == [json!("n1"), json!({"deep": [1, 2.5]})])
+        .await;
 
     // Node -> hubbub room broadcast: Node makes hc1 (only) join "vip" across nodes.
     driver
         .call(json!({"op": "nodeSocketsJoin", "room": hc1.sid, "rooms": ["vip"]}))
         .await;
-    let fetched = driver.call(json!({"op": "nodeFetchSockets", "room": "vip"})).await;
+    let fetched = driver
+        .call(json!({"op": "nodeFetchSockets", "room": "vip"}))
+        .await;
     assert_eq!(fetched["ok"], json!(true), "{fetched}");
     assert_eq!(ids(&fetched["sockets"]), vec![hc1.sid.clone()], "{fetched}");
     driver
@@ -111,8 +129,10 @@ async fn hubbub_and_node_socket_io_share_one_redis() {
     driver
         .call(json!({"op": "emitterEmit", "event": "emitted", "args": ["e", 6]}))
         .await;
-    hc1.wait_event("emitted", |a| a == [json!("e"), json!(6)]).await;
-    hc2.wait_event("emitted", |a| a == [json!("e"), json!(6)]).await;
+    hc1.wait_event("emitted", |a| a == [json!("e"), json!(6)])
+        .await;
+    hc2.wait_event("emitted", |a| a == [json!("e"), json!(6)])
+        .await;
 
     // Node's requests complete without a timeout and include hubbub's sockets.
     let fetched = driver.call(json!({"op": "nodeFetchSockets"})).await;
@@ -130,12 +150,20 @@ async fn hubbub_and_node_socket_io_share_one_redis() {
         .find(|s| s["id"] == json!(hc1.sid))
         .unwrap();
     assert_eq!(hc1_info["auth"], json!({"token": "t1"}));
-    assert!(hc1_info["rooms"].as_array().unwrap().contains(&json!("vip")));
+    assert!(
+        hc1_info["rooms"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("vip"))
+    );
 
     let rooms = driver.call(json!({"op": "nodeAllRooms"})).await;
     assert_eq!(rooms["ok"], json!(true), "{rooms}");
     let rooms: Vec<String> = serde_json::from_value(rooms["rooms"].clone()).unwrap();
-    assert!(rooms.contains(&"vip".to_string()) && rooms.contains(&hc2.sid), "{rooms:?}");
+    assert!(
+        rooms.contains(&"vip".to_string()) && rooms.contains(&hc2.sid),
+        "{rooms:?}"
+    );
 
     let emitted = driver
         .call(json!({"op": "nodeServerSideEmitWithAck", "event": "ping-servers", "args": [7]}))
@@ -144,7 +172,10 @@ async fn hubbub_and_node_socket_io_share_one_redis() {
     assert!(emitted["ms"].as_u64().unwrap() < 2000, "{emitted}");
     let responses = emitted["responses"].as_array().unwrap();
     assert_eq!(responses.len(), 2, "one per other server: {emitted}");
-    assert!(responses.contains(&Value::Null), "hubbub-server acks with null: {emitted}");
+    assert!(
+        responses.contains(&Value::Null),
+        "hubbub-server acks with null: {emitted}"
+    );
     assert!(
         responses.contains(&json!({"nsp": "/", "echo": ["ping-servers", 7]})),
         "the in-process node's handler answered: {emitted}"

@@ -18,8 +18,10 @@ fn name_of(i: usize) -> String {
 /// Waits for event `name` from every other client's `sendToAll(tag, i)` (i ≠ me).
 async fn wait_tags(c: &mut Client, tag: &str, me: usize, n: usize) {
     for i in (0..n).filter(|i| *i != me) {
-        c.wait_event("messages", |a| a.first() == Some(&json!(tag)) && a.get(1) == Some(&json!(i)))
-            .await;
+        c.wait_event("messages", |a| {
+            a.first() == Some(&json!(tag)) && a.get(1) == Some(&json!(i))
+        })
+        .await;
     }
 }
 
@@ -34,7 +36,9 @@ async fn three_replicas_deliver_exactly_once_in_order_and_share_state() {
     // Two clients per replica.
     let mut clients = Vec::new();
     for i in 0..6 {
-        let c = driver.connect(&format!("c{i}"), &replicas[i % 3].url(), json!({})).await;
+        let c = driver
+            .connect(&format!("c{i}"), &replicas[i % 3].url(), json!({}))
+            .await;
         clients.push(c);
     }
     for (i, c) in clients.iter().enumerate() {
@@ -57,12 +61,15 @@ async fn three_replicas_deliver_exactly_once_in_order_and_share_state() {
             let ack = c.ask("messages", json!([format!("m-{i}-{k}")])).await;
             assert_eq!(ack[0]["ok"], json!(true), "{ack}");
             acked_ids.push(ack[0]["id"].as_u64().unwrap());
-            c.emit("sendToAll", json!(["raw", i, k, {"nested": [k]}])).await;
+            c.emit("sendToAll", json!(["raw", i, k, {"nested": [k]}]))
+                .await;
         }
     }
     let qa = clients[0].ask("question", json!(["Who is there?"])).await;
     assert_eq!(qa[0]["ok"], json!(true), "{qa}");
-    let aa = clients[4].ask("answer", json!(["Who is there?", "Nobody"])).await;
+    let aa = clients[4]
+        .ask("answer", json!(["Who is there?", "Nobody"]))
+        .await;
     assert_eq!(aa[0]["ok"], json!(true), "{aa}");
     for (i, c) in clients.iter().enumerate() {
         c.emit("sendToAll", json!(["marker", i])).await;
@@ -93,7 +100,11 @@ async fn three_replicas_deliver_exactly_once_in_order_and_share_state() {
                 }
                 [tag, i, k, nested] if tag == "raw" => {
                     let (i, k) = (i.as_u64().unwrap() as usize, k.as_u64().unwrap() as usize);
-                    assert_eq!(nested, &json!({"nested": [k]}), "sendToAll arguments arrive untouched");
+                    assert_eq!(
+                        nested,
+                        &json!({"nested": [k]}),
+                        "sendToAll arguments arrive untouched"
+                    );
                     raw.entry(i).or_default().push(k);
                 }
                 _ => {}
@@ -101,11 +112,25 @@ async fn three_replicas_deliver_exactly_once_in_order_and_share_state() {
         }
         let expected: Vec<usize> = (0..PER_SENDER).collect();
         for other in (0..6).filter(|o| *o != me) {
-            assert_eq!(chat.get(&other.to_string()), Some(&expected), "client {me}: chat from {other}");
-            assert_eq!(raw.get(&other), Some(&expected), "client {me}: sendToAll from {other}");
+            assert_eq!(
+                chat.get(&other.to_string()),
+                Some(&expected),
+                "client {me}: chat from {other}"
+            );
+            assert_eq!(
+                raw.get(&other),
+                Some(&expected),
+                "client {me}: sendToAll from {other}"
+            );
         }
-        assert!(!chat.contains_key(&me.to_string()), "client {me} got its own chat message back");
-        assert!(!raw.contains_key(&me), "client {me} got its own sendToAll back");
+        assert!(
+            !chat.contains_key(&me.to_string()),
+            "client {me} got its own chat message back"
+        );
+        assert!(
+            !raw.contains_key(&me),
+            "client {me} got its own sendToAll back"
+        );
         let questions = c.events("question");
         let answers = c.events("answer");
         if me == 0 {
@@ -116,17 +141,27 @@ async fn three_replicas_deliver_exactly_once_in_order_and_share_state() {
         if me == 4 {
             assert!(answers.is_empty());
         } else {
-            assert_eq!(answers, vec![vec![json!("Who is there?"), json!("Nobody")]], "client {me}");
+            assert_eq!(
+                answers,
+                vec![vec![json!("Who is there?"), json!("Nobody")]],
+                "client {me}"
+            );
         }
     }
 
     // Shared history: a newcomer on any replica gets the same last 10 messages.
     acked_ids.sort();
-    let last10: Vec<Value> = acked_ids[acked_ids.len() - 10..].iter().map(|i| json!(i)).collect();
+    let last10: Vec<Value> = acked_ids[acked_ids.len() - 10..]
+        .iter()
+        .map(|i| json!(i))
+        .collect();
     for (r, replica) in replicas.iter().enumerate() {
-        let mut late = driver.connect(&format!("late{r}"), &replica.url(), json!({})).await;
+        let mut late = driver
+            .connect(&format!("late{r}"), &replica.url(), json!({}))
+            .await;
         // Questions and their answers are replayed on connection.
-        late.wait_event("answer", |a| a == [json!("Who is there?"), json!("Nobody")]).await;
+        late.wait_event("answer", |a| a == [json!("Who is there?"), json!("Nobody")])
+            .await;
         assert_eq!(late.events("question"), vec![vec![json!("Who is there?")]]);
         let ack = late.ask("join", json!([format!("late{r}")])).await;
         assert_eq!(ack[0]["ok"], json!(true));
@@ -157,7 +192,10 @@ async fn three_replicas_deliver_exactly_once_in_order_and_share_state() {
 
     // Cross-replica traffic went through Redis, and lag was measured between hubbub nodes.
     let metrics = replicas[0].metrics();
-    assert!(metrics.contains("hubbub_redis_pubsub_lag_seconds_count"), "{metrics}");
+    assert!(
+        metrics.contains("hubbub_redis_pubsub_lag_seconds_count"),
+        "{metrics}"
+    );
     let lag_count: f64 = metrics
         .lines()
         .find(|l| l.starts_with("hubbub_redis_pubsub_lag_seconds_count"))
@@ -179,10 +217,18 @@ async fn a_killed_replicas_users_vanish_and_its_clients_carry_on_elsewhere() {
     let b = driver.connect("b", &replicas[1].url(), json!({})).await;
     // Clients of replica 2 fail over to replica 1, as a Service would send them.
     let mut x = driver
-        .connect("x", &replicas[2].url(), json!({"failover": [replicas[1].url()], "rejoin": "xavier"}))
+        .connect(
+            "x",
+            &replicas[2].url(),
+            json!({"failover": [replicas[1].url()], "rejoin": "xavier"}),
+        )
         .await;
     let mut y = driver
-        .connect("y", &replicas[2].url(), json!({"failover": [replicas[0].url()], "rejoin": "yvonne"}))
+        .connect(
+            "y",
+            &replicas[2].url(),
+            json!({"failover": [replicas[0].url()], "rejoin": "yvonne"}),
+        )
         .await;
     for (c, n) in [(&a, "ann"), (&b, "bob"), (&x, "xavier"), (&y, "yvonne")] {
         assert_eq!(c.ask("join", json!([n])).await[0]["ok"], json!(true));
@@ -191,28 +237,42 @@ async fn a_killed_replicas_users_vanish_and_its_clients_carry_on_elsewhere() {
 
     replicas[2].kill();
     let killed = tokio::time::Instant::now();
-    x.wait_for("failover", Duration::from_secs(10), |v| v["ev"] == "failover").await;
-    y.wait_for("failover", Duration::from_secs(10), |v| v["ev"] == "failover").await;
+    x.wait_for("failover", Duration::from_secs(10), |v| {
+        v["ev"] == "failover"
+    })
+    .await;
+    y.wait_for("failover", Duration::from_secs(10), |v| {
+        v["ev"] == "failover"
+    })
+    .await;
     // The old entries of x and y vanish with the dead replica; their new ones remain:
     // 4 users, each name once (no ghosts), within the TTL (2 s) plus a heartbeat.
     assert!(
         eventually(Duration::from_secs(5), || async {
             let who = a.ask("who", json!([])).await;
-            who[0]["online"] == json!(4) && who[0]["names"] == json!(["ann", "bob", "xavier", "yvonne"])
+            who[0]["online"] == json!(4)
+                && who[0]["names"] == json!(["ann", "bob", "xavier", "yvonne"])
         })
         .await,
         "ghosts remain: {}",
         a.ask("who", json!([])).await
     );
     let settled = killed.elapsed();
-    assert!(settled < Duration::from_secs(4), "presence settled after {settled:?}");
+    assert!(
+        settled < Duration::from_secs(4),
+        "presence settled after {settled:?}"
+    );
     // The survivors keep working, and the moved clients carry on.
     let ack = x.ask("messages", json!(["back again"])).await;
     assert_eq!(ack[0]["ok"], json!(true), "{ack}");
-    a.wait_event("messages", |m| m.first().and_then(|m| m.get("text")) == Some(&json!("back again")))
-        .await;
-    y.wait_event("messages", |m| m.first().and_then(|m| m.get("text")) == Some(&json!("back again")))
-        .await;
+    a.wait_event("messages", |m| {
+        m.first().and_then(|m| m.get("text")) == Some(&json!("back again"))
+    })
+    .await;
+    y.wait_event("messages", |m| {
+        m.first().and_then(|m| m.get("text")) == Some(&json!("back again"))
+    })
+    .await;
     assert!(replicas[0].running() && replicas[1].running());
 }
 
@@ -238,8 +298,10 @@ async fn redis_restart_mid_conversation_loses_no_acknowledged_message() {
         let ack = a.ask("messages", json!([format!("before-{k}")])).await;
         stored.push(ack[0]["id"].as_u64().unwrap());
     }
-    b.wait_event("messages", |m| m.first().and_then(|m| m.get("text")) == Some(&json!("before-4")))
-        .await;
+    b.wait_event("messages", |m| {
+        m.first().and_then(|m| m.get("text")) == Some(&json!("before-4"))
+    })
+    .await;
 
     // Redis goes away (saving its data, as a restart of a persistent Redis would).
     redis.cli(&["SHUTDOWN", "SAVE"]);
@@ -267,7 +329,8 @@ async fn redis_restart_mid_conversation_loses_no_acknowledged_message() {
     let c = driver.connect("c", &replicas[0].url(), json!({})).await;
     a.emit("sendToAll", json!(["local-during-outage"])).await;
     let mut c = c;
-    c.wait_event("messages", |m| m == [json!("local-during-outage")]).await;
+    c.wait_event("messages", |m| m == [json!("local-during-outage")])
+        .await;
 
     redis.restart();
     for r in &replicas {
@@ -283,8 +346,10 @@ async fn redis_restart_mid_conversation_loses_no_acknowledged_message() {
         stored.push(ack[0]["id"].as_u64().unwrap());
     }
     // Cross-replica delivery resumed (the subscriber was restored).
-    b.wait_event("messages", |m| m.first().and_then(|m| m.get("text")) == Some(&json!("after-4")))
-        .await;
+    b.wait_event("messages", |m| {
+        m.first().and_then(|m| m.get("text")) == Some(&json!("after-4"))
+    })
+    .await;
     // Every acknowledged message is in the history.
     let mut late = driver.connect("late", &replicas[1].url(), json!({})).await;
     late.ask("join", json!(["late"])).await;
@@ -297,5 +362,9 @@ async fn redis_restart_mid_conversation_loses_no_acknowledged_message() {
     for r in replicas.iter_mut() {
         assert!(r.running(), "a replica exited");
     }
-    assert!(replicas[0].metrics().contains("hubbub_redis_reconnects_total{connection=\"subscriber\"} 1"));
+    assert!(
+        replicas[0]
+            .metrics()
+            .contains("hubbub_redis_reconnects_total{connection=\"subscriber\"} 1")
+    );
 }
