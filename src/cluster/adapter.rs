@@ -209,7 +209,7 @@ impl RedisAdapter {
         }
     }
 
-    fn on_broadcast(&self, ns: &Namespace, room: Option<&str>, payload: &[u8]) {
+    fn on_broadcast(&self, ns: &Namespace, payload: &[u8]) {
         let msg = match wire::decode_broadcast(payload) {
             Ok(m) => m,
             Err(error) => {
@@ -226,7 +226,6 @@ impl RedisAdapter {
         if let Some(t) = msg.sent_at_us {
             self.link.observe_lag(t);
         }
-        let _ = room;
         let packet = BroadcastPacket {
             data: msg.packet.data.value,
             binary: msg.packet.data.attachments,
@@ -460,7 +459,7 @@ impl RedisAdapter {
 impl InboundHandler for RedisAdapter {
     fn on_message(&self, channel: &str, payload: Bytes) {
         enum Route {
-            Broadcast(Arc<Namespace>, Option<String>),
+            Broadcast(Arc<Namespace>),
             Request(Arc<Namespace>, Channels),
             Response,
         }
@@ -468,11 +467,9 @@ impl InboundHandler for RedisAdapter {
             let namespaces = self.namespaces.read();
             namespaces.values().find_map(|e| {
                 let c = &e.channels;
-                if let Some(room) = c.room_of(channel) {
-                    return e
-                        .ns
-                        .upgrade()
-                        .map(|ns| Route::Broadcast(ns, room.map(str::to_owned)));
+                // The room in a room channel is also in the message's options, which decide.
+                if c.room_of(channel).is_some() {
+                    return e.ns.upgrade().map(Route::Broadcast);
                 }
                 if channel == c.request {
                     return e.ns.upgrade().map(|ns| Route::Request(ns, c.clone()));
@@ -484,7 +481,7 @@ impl InboundHandler for RedisAdapter {
             })
         };
         match route {
-            Some(Route::Broadcast(ns, room)) => self.on_broadcast(&ns, room.as_deref(), &payload),
+            Some(Route::Broadcast(ns)) => self.on_broadcast(&ns, &payload),
             Some(Route::Request(ns, channels)) => self.on_request(ns, &channels, &payload),
             Some(Route::Response) => self.on_response(&payload),
             None => {}

@@ -348,3 +348,35 @@ async fn unreachable_at_start_then_ready_when_redis_appears() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_password_from_the_settings_or_the_url_authenticates() {
+    let redis = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    // Password given separately (--redis-password).
+    let mut s = settings(&redis, "t9");
+    s.password = Some("s3cret".into());
+    let link = RedisLink::start(s, &Registry::new()).unwrap();
+    assert!(
+        link.wait_ready(Duration::from_secs(5)).await,
+        "not ready with --redis-password"
+    );
+    let store = RedisStore::new(link.clone(), LIMITS, fast_presence());
+    store.append_message("a", "b", 1).await.unwrap();
+    // Password in the URL.
+    let url = format!("redis://:s3cret@127.0.0.1:{}", redis.port);
+    let link2 = RedisLink::start(RedisSettings::new(url), &Registry::new()).unwrap();
+    assert!(
+        link2.wait_ready(Duration::from_secs(5)).await,
+        "not ready with the password in the URL"
+    );
+    // A wrong password never becomes ready, and commands are refused at once.
+    let mut wrong = settings(&redis, "t9");
+    wrong.password = Some("nope".into());
+    let link3 = RedisLink::start(wrong, &Registry::new()).unwrap();
+    assert!(!link3.wait_ready(Duration::from_millis(800)).await);
+    let s3 = RedisStore::new(link3, LIMITS, fast_presence());
+    assert!(matches!(
+        s3.recent_messages().await,
+        Err(StoreError::Unavailable(_))
+    ));
+}

@@ -11,6 +11,8 @@ pub struct RedisServer {
     pub port: u16,
     /// Where `SAVE` writes and start-up loads `dump.rdb`, for tests that keep data across a restart.
     dir: Option<std::path::PathBuf>,
+    /// Further `redis-server` arguments (e.g. `--requirepass`).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -34,6 +36,19 @@ impl RedisServer {
         let mut server = Self {
             port,
             dir: None,
+            extra: Vec::new(),
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// A server on a free port started with further arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let mut server = Self {
+            port: free_port(),
+            dir: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         server.spawn();
@@ -45,6 +60,7 @@ impl RedisServer {
         let mut server = Self {
             port,
             dir: Some(dir.to_owned()),
+            extra: Vec::new(),
             child: None,
         };
         server.spawn();
@@ -56,6 +72,7 @@ impl RedisServer {
         if let Some(dir) = &self.dir {
             cmd.arg("--dir").arg(dir);
         }
+        cmd.args(&self.extra);
         let mut child = cmd
             .args([
                 "--port",
