@@ -32,6 +32,7 @@ use fred::prelude::{
     ReconnectPolicy, TcpConfig,
 };
 use fred::types::Value as RedisValue;
+use fred::types::config::UnresponsiveConfig;
 use parking_lot::{Mutex, RwLock};
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -382,7 +383,19 @@ impl RedisLink {
             max_command_attempts: 1,
             tcp: TcpConfig {
                 nodelay: Some(true),
+                // A peer that vanished without closing (node failure, partition) is noticed
+                // by TCP keepalive (10 s idle, then probes every 5 s) even on an idle subscriber.
+                keepalive: Some(
+                    fred::socket2::TcpKeepalive::new()
+                        .with_time(Duration::from_secs(10))
+                        .with_interval(Duration::from_secs(5)),
+                ),
                 ..TcpConfig::default()
+            },
+            // A connection whose replies stop coming is closed and reconnected.
+            unresponsive: UnresponsiveConfig {
+                max_timeout: Some(settings.command_timeout * 2),
+                interval: Duration::from_secs(1),
             },
             ..ConnectionConfig::default()
         };
