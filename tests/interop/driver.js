@@ -16,12 +16,35 @@ const clients = new Map();
 let node = null; // { io, httpServer, pub, sub }
 let emitter = null;
 
+// Binary values cross the JSON line protocol as {"$bin": [bytes]}.
+function toWire(v) {
+  if (Buffer.isBuffer(v) || v instanceof ArrayBuffer || ArrayBuffer.isView(v)) {
+    return { $bin: [...Buffer.from(v)] };
+  }
+  if (Array.isArray(v)) return v.map(toWire);
+  if (v && typeof v === "object") {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, toWire(x)]));
+  }
+  return v;
+}
+
+function fromWire(v) {
+  if (Array.isArray(v)) return v.map(fromWire);
+  if (v && typeof v === "object") {
+    if (Array.isArray(v.$bin)) return Buffer.from(v.$bin);
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, fromWire(x)]));
+  }
+  return v;
+}
+
 function out(obj) {
-  process.stdout.write(JSON.stringify(obj) + "\n");
+  process.stdout.write(JSON.stringify(toWire(obj)) + "\n");
 }
 
 function attach(id, socket, spec) {
   socket.onAny((name, ...args) => out({ ev: "event", id, name, args }));
+  // Answers acked broadcasts (a server's `timeout().emit("ack-me", .., cb)`).
+  socket.on("ack-me", (arg, cb) => typeof cb === "function" && cb({ from: id, got: arg }));
   socket.on("disconnect", (reason) => {
     out({ ev: "disconnect", id, reason });
     // Failover: like a load balancer sending the reconnection to another replica.
@@ -126,6 +149,15 @@ async function handle(cmd) {
     case "nodeEmit":
       target(node.io, cmd).emit(cmd.event, ...(cmd.args || []));
       return { ok: true };
+    case "nodeEmitWithAck": {
+      const started = Date.now();
+      try {
+        const responses = await target(node.io, cmd).timeout(cmd.timeoutMs || 4000).emitWithAck(cmd.event, ...(cmd.args || []));
+        return { ok: true, ms: Date.now() - started, responses };
+      } catch (e) {
+        return { ok: false, ms: Date.now() - started, error: String(e && e.message) };
+      }
+    }
     case "nodeFetchSockets": {
       const started = Date.now();
       try {
@@ -174,7 +206,7 @@ const rl = readline.createInterface({ input: process.stdin });
 rl.on("line", (line) => {
   let cmd;
   try {
-    cmd = JSON.parse(line);
+    cmd = fromWire(JSON.parse(line));
   } catch (e) {
     out({ ev: "error", error: `bad command: ${line}` });
     return;

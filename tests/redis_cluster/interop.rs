@@ -80,6 +80,26 @@ async fn hubbub_and_node_socket_io_share_one_redis() {
     assert_eq!(m[0]["id"], id);
     assert_eq!(m[0]["name"], json!("hana"));
 
+    // Binary arguments cross in both directions (MessagePack bin <-> Socket.IO attachments).
+    hc1.emit(
+        "sendToAll",
+        json!(["bin-from-hubbub", {"$bin": [1, 2, 255]}, {"n": {"$bin": [7]}}]),
+    )
+    .await;
+    nc.wait_event("messages", |a| {
+        a == [
+            json!("bin-from-hubbub"),
+            json!({"$bin": [1, 2, 255]}),
+            json!({"n": {"$bin": [7]}}),
+        ]
+    })
+    .await;
+    driver
+        .call(json!({"op": "nodeEmit", "event": "bin-news", "args": [{"$bin": [9, 8]}, "t"]}))
+        .await;
+    hc2.wait_event("bin-news", |a| a == [json!({"$bin": [9, 8]}), json!("t")])
+        .await;
+
     // Node -> hubbub: a broadcast from a Node socket, and from the Node server.
     nc.emit("sendToAll", json!(["from-node", 2])).await;
     hc1.wait_event("messages", |a| a == [json!("from-node"), json!(2)])
@@ -133,6 +153,24 @@ async fn hubbub_and_node_socket_io_share_one_redis() {
         .await;
     hc2.wait_event("emitted", |a| a == [json!("e"), json!(6)])
         .await;
+
+    // A Node broadcast with acks collects the acks of hubbub's clients too.
+    let acked = driver
+        .call(json!({"op": "nodeEmitWithAck", "event": "ack-me", "args": ["q?"]}))
+        .await;
+    assert_eq!(acked["ok"], json!(true), "{acked}");
+    assert!(acked["ms"].as_u64().unwrap() < 2000, "{acked}");
+    let mut from: Vec<String> = acked["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["got"], json!("q?"));
+            r["from"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    from.sort();
+    assert_eq!(from, ["hc1", "hc2", "nc"]);
 
     // Node's requests complete without a timeout and include hubbub's sockets.
     let fetched = driver.call(json!({"op": "nodeFetchSockets"})).await;
