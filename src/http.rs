@@ -89,10 +89,7 @@ async fn index() -> HttpResponse {
         ("referrer-policy", "no-referrer"),
         ("x-frame-options", "DENY"),
     ] {
-        h.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
+        h.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
     }
     resp
 }
@@ -106,11 +103,7 @@ async fn app_js() -> HttpResponse {
 }
 
 async fn style_css() -> HttpResponse {
-    asset(
-        "text/css; charset=utf-8",
-        "public, max-age=3600",
-        include_str!("../web/style.css"),
-    )
+    asset("text/css; charset=utf-8", "public, max-age=3600", include_str!("../web/style.css"))
 }
 
 async fn client_js() -> HttpResponse {

@@ -13,10 +13,7 @@ use std::time::Duration;
 use actix_web::{App, HttpServer};
 
 use crate::chat::store::{MemoryStore, Store, StoreLimits};
-use crate::chat::store_redis::{PresenceSettings, RedisStore};
 use crate::chat::{Chat, ChatSettings};
-use crate::cluster::adapter::RedisAdapter;
-use crate::cluster::redis::{RedisLink, RedisSettings};
 use crate::config::ServerConfig;
 use crate::engineio::{CloseReason, Engine, EngineConfig, OriginPolicy};
 use crate::http::{self, AppState, Health};
@@ -54,48 +51,28 @@ pub fn engine_config(config: &ServerConfig) -> EngineConfig {
     }
 }
 
-/// The storage and broadcast back ends for this configuration, and the Redis handles to
-/// withdraw presence and close connections at shutdown (when Redis is configured).
+/// The storage and broadcast back ends for this configuration.
 async fn backends(
     config: &ServerConfig,
-    metrics: &Arc<Metrics>,
-) -> Result<(Arc<dyn Store>, Arc<dyn Adapter>, Option<RedisBackend>), ServerError> {
+    _metrics: &Arc<Metrics>,
+) -> Result<(Arc<dyn Store>, Arc<dyn Adapter>), ServerError> {
     let limits = StoreLimits {
         history_size: config.history_size,
         question_history: config.question_history,
     };
-    let Some(settings) = RedisSettings::from_config(config) else {
-        return Ok((
-            Arc::new(MemoryStore::new(limits)),
-            Arc::new(MemoryAdapter),
-            None,
-        ));
-    };
-    // Starts connecting in the background: the server starts and /readyz is 503 until
-    // Redis answers (retried with capped exponential back-off).
-    let link = RedisLink::start(settings, &metrics.registry)
-        .map_err(|e| ServerError::Redis(e.to_string()))?;
-    let presence = PresenceSettings {
-        heartbeat: Duration::from_secs(config.presence_heartbeat_secs),
-        ttl: Duration::from_secs(config.presence_ttl_secs),
-    };
-    let store = RedisStore::new(link.clone(), limits, presence);
-    store.start_heartbeat();
-    let adapter = RedisAdapter::new(link.clone());
-    Ok((store.clone(), adapter, Some(RedisBackend { store, link })))
-}
-
-/// What shutdown needs of the Redis back end.
-struct RedisBackend {
-    store: Arc<RedisStore>,
-    link: RedisLink,
+    match &config.redis_url {
+        None => Ok((Arc::new(MemoryStore::new(limits)), Arc::new(MemoryAdapter))),
+        Some(_) => Err(ServerError::Redis(
+            "the Redis back end is not built into this version".into(),
+        )),
+    }
 }
 
 /// Runs the server until SIGTERM/SIGINT, then drains and returns.
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let metrics = Arc::new(Metrics::new());
     let health = Health::new();
-    let (store, adapter, redis) = backends(&config, &metrics).await?;
+    let (store, adapter) = backends(&config, &metrics).await?;
     {
         let store = store.clone();
         health.add_check("store", move || store.is_ready());
@@ -114,11 +91,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         rate_burst: config.rate_burst,
     };
     Chat::new(store, settings, metrics.clone()).register(&io);
-    let engine = Engine::new(
-        engine_config(&config),
-        Arc::new(IoHandler(io)),
-        metrics.clone(),
-    );
+    let engine = Engine::new(engine_config(&config), Arc::new(IoHandler(io)), metrics.clone());
     let state = AppState {
         engine: engine.clone(),
         metrics,
@@ -158,25 +131,12 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let deadline = tokio::time::Instant::now() + grace;
     let sessions = engine.close_all(CloseReason::Shutdown);
     tracing::info!(sessions, "closing client sessions");
-    if tokio::time::timeout_at(deadline, engine.wait_empty())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            left = engine.session_count(),
-            "grace period over with sessions left"
-        );
+    if tokio::time::timeout_at(deadline, engine.wait_empty()).await.is_err() {
+        tracing::warn!(left = engine.session_count(), "grace period over with sessions left");
     }
     // In-flight HTTP requests get what is left of the grace period.
     handle.stop(true).await;
     let _ = running.await;
-    if let Some(redis) = redis {
-        // Users of this replica leave presence now rather than when the TTL runs out.
-        if let Err(error) = redis.store.withdraw().await {
-            tracing::warn!(%error, "presence not withdrawn");
-        }
-        redis.link.shutdown().await;
-    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -186,10 +146,7 @@ async fn shutdown_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
             (Ok(mut term), Ok(mut int)) => tokio::select! {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",

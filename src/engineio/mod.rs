@@ -45,8 +45,7 @@ pub trait Connection: Send + Sync + 'static {
     /// A message from the client. Messages of one session are delivered one at
     /// a time, in order: when this returns a future, the next message waits
     /// until it completes. An error closes the session as a parse error.
-    fn on_message(&self, msg: Message)
-    -> Result<Option<BoxFuture<'static, ()>>, ProtocolViolation>;
+    fn on_message(&self, msg: Message) -> Result<Option<BoxFuture<'static, ()>>, ProtocolViolation>;
     /// The session has closed; called exactly once.
     fn on_close(&self, reason: CloseReason);
 }
@@ -216,13 +215,8 @@ impl Engine {
         let created = tokio::time::Instant::now();
         let session = Session::new(transport, self.config.outbound_queue, self.metrics.clone());
         self.metrics.connections_total.inc();
-        self.metrics
-            .connections_open
-            .with_label_values(&[transport.as_str()])
-            .inc();
-        self.sessions
-            .write()
-            .insert(session.sid().clone(), session.clone());
+        self.metrics.connections_open.with_label_values(&[transport.as_str()]).inc();
+        self.sessions.write().insert(session.sid().clone(), session.clone());
         tokio::spawn(session::drive(self.clone(), session.clone(), created));
         let conn = self.handler.on_open(&session);
         session.set_connection(conn);

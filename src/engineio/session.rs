@@ -178,14 +178,8 @@ impl Session {
         let old = self.transport();
         if old != t {
             self.transport.store(t as u8, Ordering::Release);
-            self.metrics
-                .connections_open
-                .with_label_values(&[old.as_str()])
-                .dec();
-            self.metrics
-                .connections_open
-                .with_label_values(&[t.as_str()])
-                .inc();
+            self.metrics.connections_open.with_label_values(&[old.as_str()]).dec();
+            self.metrics.connections_open.with_label_values(&[t.as_str()]).inc();
         }
     }
 
@@ -303,17 +297,11 @@ pub(crate) async fn drive(engine: Arc<Engine>, session: Arc<Session>, created: I
 }
 
 fn teardown(engine: &Engine, session: &Arc<Session>) {
-    let reason = session
-        .close_reason()
-        .unwrap_or(CloseReason::TransportClose);
+    let reason = session.close_reason().unwrap_or(CloseReason::TransportClose);
     engine.remove(session.sid());
     let m = &session.metrics;
-    m.connections_open
-        .with_label_values(&[session.transport().as_str()])
-        .dec();
-    m.disconnects_total
-        .with_label_values(&[reason.label()])
-        .inc();
+    m.connections_open.with_label_values(&[session.transport().as_str()]).dec();
+    m.disconnects_total.with_label_values(&[reason.label()]).inc();
     let conn = session.conn.lock().take();
     if let Some(conn) = conn {
         conn.on_close(reason);
@@ -335,10 +323,7 @@ mod tests {
         let b = random_id();
         assert_ne!(a, b);
         assert_eq!(a.len(), 22);
-        assert!(
-            a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        );
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     }
 
     #[tokio::test]

@@ -165,11 +165,7 @@ fn violation(msg: impl Into<String>) -> ProtocolViolation {
 
 impl Client {
     fn socket(&self, nsp: &str) -> Option<Arc<Socket>> {
-        self.sockets
-            .lock()
-            .iter()
-            .find(|(n, _)| &**n == nsp)
-            .map(|(_, s)| s.clone())
+        self.sockets.lock().iter().find(|(n, _)| &**n == nsp).map(|(_, s)| s.clone())
     }
 
     pub(crate) fn forget_socket(&self, nsp: &str) {
@@ -202,9 +198,9 @@ impl Client {
                 let Value::String(name) = items.remove(0) else {
                     return Err(violation("event name is not a string"));
                 };
-                let ack = packet.id.map(|id| {
-                    AckSender::new(self.session.clone(), Arc::from(packet.nsp.as_str()), id)
-                });
+                let ack = packet
+                    .id
+                    .map(|id| AckSender::new(self.session.clone(), Arc::from(packet.nsp.as_str()), id));
                 let handler = socket.ns().event_handler(&name);
                 let event = Event {
                     name,
@@ -251,20 +247,12 @@ impl Client {
         let auth = auth.unwrap_or_else(|| Value::Object(Default::default()));
         let socket = Socket::new(ns.clone(), self.session.clone(), self.me.clone(), auth);
         if let Err(message) = ns.check_auth(&socket, socket.auth()) {
-            self.send_packet(
-                PacketType::ConnectError,
-                nsp,
-                &serde_json::json!({ "message": message }),
-            );
+            self.send_packet(PacketType::ConnectError, nsp, &serde_json::json!({ "message": message }));
             return None;
         }
         self.sockets.lock().push((Arc::from(nsp), socket.clone()));
         ns.add_socket(socket.clone());
-        self.send_packet(
-            PacketType::Connect,
-            nsp,
-            &serde_json::json!({ "sid": &**socket.id() }),
-        );
+        self.send_packet(PacketType::Connect, nsp, &serde_json::json!({ "sid": &**socket.id() }));
         ns.connection_handler().and_then(|h| h(socket))
     }
 }
@@ -274,9 +262,7 @@ impl Connection for Client {
         match msg {
             Message::Text(text) => {
                 if self.partial.lock().is_some() {
-                    return Err(violation(
-                        "text packet while binary attachments are pending",
-                    ));
+                    return Err(violation("text packet while binary attachments are pending"));
                 }
                 let packet = packet::parse(&text).map_err(|e| violation(e.to_string()))?;
                 if packet.attachments > 0 {

@@ -53,18 +53,18 @@ pub(crate) async fn dispatch(
         // A refused WebSocket request must not be left hanging: close the connection.
         if upgrade {
             let mut resp = actix_web::ResponseError::error_response(&e);
-            resp.head_mut()
-                .set_connection_type(actix_web::http::ConnectionType::Close);
+            resp.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
             Ok(resp)
         } else {
             Err(e)
         }
     };
 
-    if !engine.config.origins.allows(
-        header_str(req, header::ORIGIN),
-        header_str(req, header::HOST),
-    ) {
+    if !engine
+        .config
+        .origins
+        .allows(header_str(req, header::ORIGIN), header_str(req, header::HOST))
+    {
         tracing::debug!(origin = ?header_str(req, header::ORIGIN), "origin refused");
         return refuse(EngineError::Forbidden);
     }

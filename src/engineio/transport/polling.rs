@@ -108,10 +108,7 @@ pub(crate) async fn post(
         }
         buf.extend_from_slice(&chunk);
     }
-    engine
-        .metrics()
-        .bytes_received_total
-        .inc_by(buf.len() as u64);
+    engine.metrics().bytes_received_total.inc_by(buf.len() as u64);
     let Ok(text) = ByteString::try_from(buf.freeze()) else {
         session.close(CloseReason::ParseError);
         return Err(EngineError::BadRequest);

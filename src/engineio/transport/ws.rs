@@ -26,12 +26,10 @@ fn accept(
     req: &HttpRequest,
     body: web::Payload,
 ) -> Result<(HttpResponse, actix_ws::Session, Stream), EngineError> {
-    let (resp, ws, stream) = actix_ws::handle(req, body).map_err(|_| EngineError::BadRequest)?;
+    let (resp, ws, stream) =
+        actix_ws::handle(req, body).map_err(|_| EngineError::BadRequest)?;
     let max = engine.config.max_payload;
-    let stream = stream
-        .max_frame_size(max)
-        .aggregate_continuations()
-        .max_continuation_size(max);
+    let stream = stream.max_frame_size(max).aggregate_continuations().max_continuation_size(max);
     Ok((resp, ws, stream))
 }
 
@@ -83,12 +81,7 @@ pub(crate) fn upgrade(
     Ok(resp)
 }
 
-async fn probe(
-    engine: Arc<Engine>,
-    session: Arc<Session>,
-    mut ws: actix_ws::Session,
-    mut stream: Stream,
-) {
+async fn probe(engine: Arc<Engine>, session: Arc<Session>, mut ws: actix_ws::Session, mut stream: Stream) {
     let deadline = tokio::time::Instant::now() + engine.config.upgrade_timeout;
     let upgraded = loop {
         let msg = tokio::select! {
@@ -137,11 +130,7 @@ async fn probe(
     }
 }
 
-async fn write(
-    engine: &Engine,
-    ws: &mut actix_ws::Session,
-    frame: Frame,
-) -> Result<(), actix_ws::Closed> {
+async fn write(engine: &Engine, ws: &mut actix_ws::Session, frame: Frame) -> Result<(), actix_ws::Closed> {
     let m = engine.metrics();
     m.packets_sent_total.inc();
     m.bytes_sent_total.inc_by(frame.len() as u64);
@@ -222,10 +211,7 @@ async fn run(
         }
     }
     // Write what is still queued (e.g. a disconnect and the close packet), then close.
-    if session
-        .close_reason()
-        .is_some_and(|r| r != CloseReason::TransportClose)
-    {
+    if session.close_reason().is_some_and(|r| r != CloseReason::TransportClose) {
         while let Ok(frame) = rx.try_recv() {
             if write(&engine, &mut ws, frame).await.is_err() {
                 break;
