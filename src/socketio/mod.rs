@@ -149,6 +149,9 @@ struct PartialPacket {
     binary: Vec<Bytes>,
 }
 
+/// A client's socket in one namespace, keyed by the namespace name.
+type NamespaceSocket = (Arc<str>, Arc<Socket>);
+
 /// Packets that wait while an async handler of the same client runs.
 #[derive(Default)]
 struct Inbox {
@@ -168,7 +171,7 @@ pub const MAX_DEFERRED_PACKETS: usize = 256;
 pub struct Client {
     io: Arc<Io>,
     session: Arc<Session>,
-    sockets: Mutex<SmallVec<[(Arc<str>, Arc<Socket>); 1]>>,
+    sockets: Mutex<SmallVec<[NamespaceSocket; 1]>>,
     partial: Mutex<Option<PartialPacket>>,
     inbox: Mutex<Inbox>,
     me: Weak<Client>,

@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{Engine, EngineError, EngineQuery, Transport};
 
-fn header_str<'a>(req: &'a HttpRequest, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
