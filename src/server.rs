@@ -100,6 +100,11 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         let store = store.clone();
         health.add_check("store", move || store.is_ready());
     }
+    if let Some(redis) = &redis {
+        // Both Redis connections up and every subscription in place.
+        let link = redis.link.clone();
+        health.add_check("redis", move || link.is_ready());
+    }
     let io = Io::new(
         IoConfig {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),

@@ -550,7 +550,9 @@ impl Store for RedisStore {
         Ok(names)
     }
 
+    /// Whether store commands can run (the command connection is up). The server adds a
+    /// separate `redis` readiness check for the whole link, subscriber included.
     fn is_ready(&self) -> bool {
-        self.link.is_ready()
+        self.link.commands_ready()
     }
 }

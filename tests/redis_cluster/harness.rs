@@ -68,6 +68,11 @@ impl Hubbub {
         http_status(self.port, "/readyz")
     }
 
+    /// The body of `GET /readyz` (the reasons when not ready).
+    pub fn readyz_text(&self) -> String {
+        http_get(self.port, "/readyz").1
+    }
+
     /// Waits until `/readyz` answers 200.
     pub async fn wait_ready(&self) {
         let ok = eventually(Duration::from_secs(10), || async { self.readyz() == 200 }).await;

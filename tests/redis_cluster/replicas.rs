@@ -312,6 +312,8 @@ async fn redis_restart_mid_conversation_loses_no_acknowledged_message() {
             "replica {} still ready without Redis",
             r.port
         );
+        let why = r.readyz_text();
+        assert!(why.contains("store") && why.contains("redis"), "{why}");
     }
     // Messages during the outage are refused with an error ack, never silently dropped.
     for k in 0..3 {
