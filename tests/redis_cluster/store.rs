@@ -219,7 +219,7 @@ async fn a_crashed_replicas_users_vanish_within_the_ttl() {
     );
     let gone_after = crashed_at.elapsed();
     assert!(
-        gone_after <= Duration::from_millis(2600),
+        gone_after <= Duration::from_secs(3),
         "vanished after {gone_after:?}, TTL is 2s"
     );
     assert_eq!(a.names(10).await.unwrap(), vec!["ann"]);
