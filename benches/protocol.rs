@@ -64,7 +64,10 @@ fn engineio_payload(c: &mut Criterion) {
     g.bench_function("decode_4_packets", |b| {
         b.iter(|| payload::decode(black_box(post.clone())).map(|p| p.len()))
     });
-    let binary = ByteString::from(format!("4{}\u{1e}bAQIDBAUGBwgJCgsMDQ4PEA==", chat_event_wire(20)));
+    let binary = ByteString::from(format!(
+        "4{}\u{1e}bAQIDBAUGBwgJCgsMDQ4PEA==",
+        chat_event_wire(20)
+    ));
     g.throughput(Throughput::Bytes(binary.len() as u64));
     g.bench_function("decode_text_and_binary", |b| {
         b.iter(|| payload::decode(black_box(binary.clone())).map(|p| p.len()))
@@ -76,7 +79,9 @@ fn engineio_payload(c: &mut Criterion) {
     frames.push(Frame::ping());
     let encoded_len = payload::encode(&frames).len();
     g.throughput(Throughput::Bytes(encoded_len as u64));
-    g.bench_function("encode_11_frames", |b| b.iter(|| payload::encode(black_box(&frames))));
+    g.bench_function("encode_11_frames", |b| {
+        b.iter(|| payload::encode(black_box(&frames)))
+    });
     let with_binary = [
         Frame::message(&chat_event_wire(20)),
         Frame::Binary(Bytes::from(vec![7u8; 1024])),
@@ -126,7 +131,11 @@ fn drain(sockets: &mut [DetachedSocket]) -> usize {
 }
 
 fn broadcast(c: &mut Criterion) {
-    let io = Io::new(IoConfig::default(), Arc::new(MemoryAdapter), Arc::new(Metrics::new()));
+    let io = Io::new(
+        IoConfig::default(),
+        Arc::new(MemoryAdapter),
+        Arc::new(Metrics::new()),
+    );
     let ns = io.of("/");
     let mut sockets = attach_detached_sockets(&ns, RECIPIENTS, 16);
     assert_eq!(ns.local_socket_count(), RECIPIENTS);
@@ -184,7 +193,10 @@ fn broadcast(c: &mut Criterion) {
         })
     });
     g.finish();
-    assert!(sockets.iter().all(|s| s.socket.connected()), "a socket was closed as slow");
+    assert!(
+        sockets.iter().all(|s| s.socket.connected()),
+        "a socket was closed as slow"
+    );
 }
 
 criterion_group!(benches, engineio_payload, socketio_packet, broadcast);

@@ -52,7 +52,9 @@ fn count_panics() {
             // Test threads are named after their test (`module::name`); a failing
             // assertion there is reported by the harness already. Anything else
             // is a server thread.
-            let on_test_thread = std::thread::current().name().is_some_and(|n| n.contains("::"));
+            let on_test_thread = std::thread::current()
+                .name()
+                .is_some_and(|n| n.contains("::"));
             if !on_test_thread {
                 PANICS.fetch_add(1, Ordering::SeqCst);
             }
@@ -92,14 +94,22 @@ impl Reply {
     fn assert_error(&self, status: u16, code: u8, message: &str) {
         assert_eq!(self.status.as_u16(), status, "{self:?}");
         assert_eq!(self.body, error_body(code, message), "{self:?}");
-        assert_eq!(self.header("content-type"), Some("application/json"), "{self:?}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{self:?}"
+        );
         assert_eq!(self.header("cache-control"), Some("no-store"), "{self:?}");
     }
 
     /// Asserts a 200 with exactly this body, uncacheable.
     #[track_caller]
     fn assert_ok(&self, body: &str) {
-        assert_eq!((self.status.as_u16(), self.body.as_str()), (200, body), "{self:?}");
+        assert_eq!(
+            (self.status.as_u16(), self.body.as_str()),
+            (200, body),
+            "{self:?}"
+        );
         assert_eq!(self.header("cache-control"), Some("no-store"), "{self:?}");
     }
 
@@ -156,7 +166,9 @@ impl Server {
         let srv = actix_test::start_with(actix_test::config().h1(), move || {
             App::new().configure(http::routes(state.clone()))
         });
-        let http = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+        let http = awc::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .finish();
         Server { srv, http }
     }
 
@@ -188,7 +200,11 @@ impl Server {
             .await
             .unwrap_or_else(|_| panic!("no answer to {query}"))
             .unwrap_or_else(|e| panic!("request {query} failed: {e}"));
-        let bytes = resp.body().limit(4 * MAX_PAYLOAD).await.expect("response body");
+        let bytes = resp
+            .body()
+            .limit(4 * MAX_PAYLOAD)
+            .await
+            .expect("response body");
         Reply {
             status: resp.status(),
             headers: resp.headers().clone(),
@@ -201,7 +217,8 @@ impl Server {
     }
 
     async fn post(&self, query: &str, body: impl Into<Vec<u8>>) -> Reply {
-        self.request(Method::POST, query, &[], Some(body.into())).await
+        self.request(Method::POST, query, &[], Some(body.into()))
+            .await
     }
 
     /// A polling GET that runs on its own (to be left pending), answered later.
@@ -238,11 +255,16 @@ impl Server {
 
     /// Opens a WebSocket to the endpoint with this query.
     async fn ws(&self, query: &str, origin: Option<&str>) -> Result<WsClient, WsClientError> {
-        let mut req = self.http.ws(self.url(query)).max_frame_size(4 * MAX_PAYLOAD);
+        let mut req = self
+            .http
+            .ws(self.url(query))
+            .max_frame_size(4 * MAX_PAYLOAD);
         if let Some(o) = origin {
             req = req.origin(o);
         }
-        let (_resp, framed) = timeout(WAIT, req.connect()).await.expect("websocket handshake in time")?;
+        let (_resp, framed) = timeout(WAIT, req.connect())
+            .await
+            .expect("websocket handshake in time")?;
         let (tx, rx) = framed.split();
         Ok(WsClient {
             tx: Box::pin(tx),
@@ -253,9 +275,13 @@ impl Server {
 
     /// A new session directly over WebSocket; checks the open packet.
     async fn ws_open(&self) -> WsClient {
-        let mut ws = self.ws("EIO=4&transport=websocket", None).await.expect("websocket accepted");
+        let mut ws = self
+            .ws("EIO=4&transport=websocket", None)
+            .await
+            .expect("websocket accepted");
         let open = ws.recv_text().await;
-        let open: Value = serde_json::from_str(open.strip_prefix('0').expect("open packet")).expect("JSON");
+        let open: Value =
+            serde_json::from_str(open.strip_prefix('0').expect("open packet")).expect("JSON");
         assert_eq!(open["upgrades"], serde_json::json!([]));
         ws
     }
@@ -343,7 +369,9 @@ impl WsClient {
         loop {
             let frame = timeout_at(deadline, self.rx.next()).await.ok()?;
             return Some(match frame {
-                Some(Ok(ws::Frame::Text(t))) => WsEvent::Text(String::from_utf8_lossy(&t).into_owned()),
+                Some(Ok(ws::Frame::Text(t))) => {
+                    WsEvent::Text(String::from_utf8_lossy(&t).into_owned())
+                }
                 Some(Ok(ws::Frame::Binary(b))) => WsEvent::Binary(b),
                 Some(Ok(ws::Frame::Ping(p))) => {
                     let _ = self.tx.send(ws::Message::Pong(p)).await;
@@ -373,7 +401,10 @@ impl WsClient {
     }
 
     async fn send_text(&mut self, text: &str) {
-        let _ = self.tx.send(ws::Message::Text(text.to_owned().into())).await;
+        let _ = self
+            .tx
+            .send(ws::Message::Text(text.to_owned().into()))
+            .await;
     }
 
     async fn send_binary(&mut self, bytes: Vec<u8>) {
@@ -441,31 +472,113 @@ mod handshake {
         let mut canary = srv.polling_client().await;
 
         let cases: &[(Method, &str, u16, u8, &str)] = &[
-            (Method::GET, "transport=polling", 400, 5, "Unsupported protocol version"),
-            (Method::GET, "EIO=3&transport=polling", 400, 5, "Unsupported protocol version"),
-            (Method::GET, "EIO=5&transport=websocket", 400, 5, "Unsupported protocol version"),
+            (
+                Method::GET,
+                "transport=polling",
+                400,
+                5,
+                "Unsupported protocol version",
+            ),
+            (
+                Method::GET,
+                "EIO=3&transport=polling",
+                400,
+                5,
+                "Unsupported protocol version",
+            ),
+            (
+                Method::GET,
+                "EIO=abc&transport=polling",
+                400,
+                5,
+                "Unsupported protocol version",
+            ),
+            (
+                Method::GET,
+                "EIO=5&transport=websocket",
+                400,
+                5,
+                "Unsupported protocol version",
+            ),
             (Method::GET, "EIO=4", 400, 0, "Transport unknown"),
-            (Method::GET, "EIO=4&transport=flashsocket", 400, 0, "Transport unknown"),
+            (
+                Method::GET,
+                "EIO=4&transport=flashsocket",
+                400,
+                0,
+                "Transport unknown",
+            ),
             (Method::GET, "EIO=4&transport=", 400, 0, "Transport unknown"),
-            (Method::POST, "EIO=4&transport=polling", 400, 2, "Bad handshake method"),
-            (Method::GET, "EIO=4&transport=polling&sid=nope", 400, 1, "Session ID unknown"),
-            (Method::POST, "EIO=4&transport=polling&sid=nope", 400, 1, "Session ID unknown"),
-            (Method::PUT, "EIO=4&transport=polling&sid=nope", 400, 1, "Session ID unknown"),
+            (
+                Method::POST,
+                "EIO=4&transport=polling",
+                400,
+                2,
+                "Bad handshake method",
+            ),
+            (
+                Method::PUT,
+                "EIO=4&transport=polling",
+                400,
+                2,
+                "Bad handshake method",
+            ),
+            (
+                Method::GET,
+                "EIO=4&transport=polling&sid=nope",
+                400,
+                1,
+                "Session ID unknown",
+            ),
+            (
+                Method::POST,
+                "EIO=4&transport=polling&sid=nope",
+                400,
+                1,
+                "Session ID unknown",
+            ),
+            (
+                Method::PUT,
+                "EIO=4&transport=polling&sid=nope",
+                400,
+                1,
+                "Session ID unknown",
+            ),
             // A plain GET (no Upgrade header) on the websocket transport.
-            (Method::GET, "EIO=4&transport=websocket", 400, 3, "Bad request"),
+            (
+                Method::GET,
+                "EIO=4&transport=websocket",
+                400,
+                3,
+                "Bad request",
+            ),
         ];
         for (method, query, status, code, message) in cases {
             let body = (*method == Method::POST).then(|| b"4hello".to_vec());
             let reply = srv.request(method.clone(), query, &[], body).await;
-            assert_eq!(reply.status.as_u16(), *status, "{method} {query}: {reply:?}");
+            assert_eq!(
+                reply.status.as_u16(),
+                *status,
+                "{method} {query}: {reply:?}"
+            );
             reply.assert_error(*status, *code, message);
         }
 
-        // A WebSocket upgrade for an unknown session is refused, not left hanging.
-        match srv.ws("EIO=4&transport=websocket&sid=nope", None).await {
-            Err(WsClientError::InvalidResponseStatus(s)) => assert_eq!(s, StatusCode::BAD_REQUEST),
-            Err(e) => panic!("unexpected websocket error {e}"),
-            Ok(_) => panic!("websocket for an unknown sid accepted"),
+        // Bad WebSocket upgrades are refused with 400, not left hanging.
+        for query in [
+            "EIO=4&transport=websocket&sid=nope",
+            "transport=websocket",
+            "EIO=abc&transport=websocket",
+            "EIO=4",
+            "EIO=4&transport=abc",
+        ] {
+            match srv.ws(query, None).await {
+                Err(WsClientError::InvalidResponseStatus(s)) => {
+                    assert_eq!(s, StatusCode::BAD_REQUEST, "{query}")
+                }
+                Err(e) => panic!("{query}: unexpected websocket error {e}"),
+                Ok(_) => panic!("{query}: websocket accepted"),
+            }
         }
 
         canary.assert_healthy().await;
@@ -480,15 +593,24 @@ mod handshake {
         let evil = [("origin", "https://evil.example")];
 
         // Default policy: same origin only.
-        let reply = srv.request(Method::GET, "EIO=4&transport=polling", &evil, None).await;
+        let reply = srv
+            .request(Method::GET, "EIO=4&transport=polling", &evil, None)
+            .await;
         reply.assert_error(403, 4, "Forbidden");
         assert_eq!(reply.header("access-control-allow-origin"), None);
-        let reply = srv.request(Method::OPTIONS, "EIO=4&transport=polling", &evil, None).await;
+        let reply = srv
+            .request(Method::OPTIONS, "EIO=4&transport=polling", &evil, None)
+            .await;
         reply.assert_error(403, 4, "Forbidden");
         let q = canary.query();
-        let reply = srv.request(Method::POST, &q, &evil, Some(b"1".to_vec())).await;
+        let reply = srv
+            .request(Method::POST, &q, &evil, Some(b"1".to_vec()))
+            .await;
         reply.assert_error(403, 4, "Forbidden");
-        match srv.ws("EIO=4&transport=websocket", Some("https://evil.example")).await {
+        match srv
+            .ws("EIO=4&transport=websocket", Some("https://evil.example"))
+            .await
+        {
             Err(WsClientError::InvalidResponseStatus(s)) => assert_eq!(s, StatusCode::FORBIDDEN),
             Err(e) => panic!("unexpected websocket error {e}"),
             Ok(_) => panic!("websocket from a foreign origin accepted"),
@@ -497,16 +619,34 @@ mod handshake {
         // The server's own origin gets CORS headers.
         let own = srv.own_origin();
         let allowed = [("origin", own.as_str())];
-        let reply = srv.request(Method::GET, "EIO=4&transport=polling", &allowed, None).await;
+        let reply = srv
+            .request(Method::GET, "EIO=4&transport=polling", &allowed, None)
+            .await;
         assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
         assert!(reply.body.starts_with(r#"0{"sid":"#), "{reply:?}");
-        assert_eq!(reply.header("access-control-allow-origin"), Some(own.as_str()));
-        assert_eq!(reply.header("access-control-allow-credentials"), Some("true"));
+        assert_eq!(
+            reply.header("access-control-allow-origin"),
+            Some(own.as_str())
+        );
+        assert_eq!(
+            reply.header("access-control-allow-credentials"),
+            Some("true")
+        );
         assert_eq!(reply.header("vary"), Some("Origin"));
         // Errors for an allowed origin carry them too, so the browser can read them.
-        let reply = srv.request(Method::GET, "EIO=4&transport=polling&sid=nope", &allowed, None).await;
+        let reply = srv
+            .request(
+                Method::GET,
+                "EIO=4&transport=polling&sid=nope",
+                &allowed,
+                None,
+            )
+            .await;
         reply.assert_error(400, 1, "Session ID unknown");
-        assert_eq!(reply.header("access-control-allow-origin"), Some(own.as_str()));
+        assert_eq!(
+            reply.header("access-control-allow-origin"),
+            Some(own.as_str())
+        );
 
         // Preflight.
         let preflight = [
@@ -514,15 +654,29 @@ mod handshake {
             ("access-control-request-method", "POST"),
             ("access-control-request-headers", "content-type, x-custom"),
         ];
-        let reply = srv.request(Method::OPTIONS, "EIO=4&transport=polling", &preflight, None).await;
+        let reply = srv
+            .request(Method::OPTIONS, "EIO=4&transport=polling", &preflight, None)
+            .await;
         assert_eq!(reply.status, StatusCode::NO_CONTENT, "{reply:?}");
         assert_eq!(reply.body, "");
-        assert_eq!(reply.header("access-control-allow-origin"), Some(own.as_str()));
-        assert_eq!(reply.header("access-control-allow-methods"), Some("GET, POST, OPTIONS"));
-        assert_eq!(reply.header("access-control-allow-headers"), Some("content-type, x-custom"));
+        assert_eq!(
+            reply.header("access-control-allow-origin"),
+            Some(own.as_str())
+        );
+        assert_eq!(
+            reply.header("access-control-allow-methods"),
+            Some("GET, POST, OPTIONS")
+        );
+        assert_eq!(
+            reply.header("access-control-allow-headers"),
+            Some("content-type, x-custom")
+        );
         assert_eq!(reply.header("access-control-max-age"), Some("86400"));
         // The own-origin WebSocket is accepted.
-        let mut ws = srv.ws("EIO=4&transport=websocket", Some(&own)).await.expect("same-origin websocket");
+        let mut ws = srv
+            .ws("EIO=4&transport=websocket", Some(&own))
+            .await
+            .expect("same-origin websocket");
         assert!(ws.recv_text().await.starts_with(r#"0{"sid":"#));
 
         canary.assert_healthy().await;
@@ -549,9 +703,13 @@ mod polling {
         srv.post(&q, at_limit).await.assert_ok("ok");
         // One byte more is not, and ends the session.
         let over = format!(r#"42["x","{}"]"#, "y".repeat(MAX_PAYLOAD - 9));
-        srv.post(&q, over).await.assert_error(413, 3, "Payload too large");
+        srv.post(&q, over)
+            .await
+            .assert_error(413, 3, "Payload too large");
         srv.get(&q).await.assert_error(400, 1, "Session ID unknown");
-        srv.post(&q, "6").await.assert_error(400, 1, "Session ID unknown");
+        srv.post(&q, "6")
+            .await
+            .assert_error(400, 1, "Session ID unknown");
 
         canary.assert_healthy().await;
         srv.assert_healthz().await;
@@ -634,7 +792,10 @@ mod polling {
                 break;
             }
             // The close was handled before the GET arrived.
-            assert_eq!(got, (StatusCode::BAD_REQUEST, error_body(1, "Session ID unknown")));
+            assert_eq!(
+                got,
+                (StatusCode::BAD_REQUEST, error_body(1, "Session ID unknown"))
+            );
         }
         assert!(released, "the GET was never pending when the close arrived");
 
@@ -672,7 +833,10 @@ mod polling {
             // Any Unicode.
             15..25 => {
                 let len = rng.random_range(0..32usize);
-                (0..len).map(|_| rng.random::<char>()).collect::<String>().into_bytes()
+                (0..len)
+                    .map(|_| rng.random::<char>())
+                    .collect::<String>()
+                    .into_bytes()
             }
             // Characters that matter to the parsers.
             25..50 => {
@@ -680,6 +844,33 @@ mod polling {
                 (0..len)
                     .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())])
                     .collect()
+            }
+            // A CONNECT and valid packets, sometimes with one broken record.
+            53..70 => {
+                const VALID: &[&str] = &[
+                    "2",
+                    "3",
+                    "6",
+                    "2probe",
+                    "40",
+                    "40/x,",
+                    r#"42["x"]"#,
+                    r#"421["who"]"#,
+                    r#"42["x",1,"2",{"3":[true]}]"#,
+                    "451-[\"x\",{\"_placeholder\":true,\"num\":0}]\u{1e}bAQID",
+                    r#"437["late ack"]"#,
+                    "1",
+                ];
+                let mut records = vec!["40".to_owned()];
+                for _ in 0..rng.random_range(0..5usize) {
+                    records.push(VALID[rng.random_range(0..VALID.len())].to_owned());
+                }
+                if rng.random_bool(0.2) {
+                    let i = rng.random_range(0..records.len());
+                    let cut = rng.random_range(0..=records[i].len());
+                    records[i] = records[i][..cut].to_owned() + "}";
+                }
+                records.join("\u{1e}").into_bytes()
             }
             // Over maxPayload.
             50..53 => {
@@ -718,7 +909,11 @@ mod polling {
                                 out.extend_from_slice(format!("{n}-").as_bytes());
                             }
                             if rng.random_bool(0.3) {
-                                out.extend_from_slice(if rng.random_bool(0.5) { b"/x," } else { b"/" });
+                                out.extend_from_slice(if rng.random_bool(0.5) {
+                                    b"/x,"
+                                } else {
+                                    b"/"
+                                });
                             }
                             if rng.random_bool(0.3) {
                                 let id = rng.random_range(0..1_000_000u64);
@@ -745,39 +940,46 @@ mod polling {
         let bodies: Vec<Vec<u8>> = (0..BODIES).map(|_| random_body(&mut rng)).collect();
 
         let srv_ref = &srv;
-        let outcomes: Vec<(u16, usize)> = futures_util::stream::iter(bodies.into_iter().enumerate())
-            .map(|(i, body)| async move {
-                let sid = srv_ref.handshake().await;
-                let q = format!("EIO=4&transport=polling&sid={sid}");
-                let len = body.len();
-                let shown = String::from_utf8_lossy(&body[..len.min(200)]).into_owned();
-                let reply = srv_ref.post(&q, body).await;
-                let ctx = format!("body #{i} (seed {SEED:#x}) {shown:?}: {reply:?}");
-                match reply.status.as_u16() {
-                    _ if len > MAX_PAYLOAD => {
-                        assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{ctx}");
-                        reply.assert_error(413, 3, "Payload too large");
+        let outcomes: Vec<(u16, usize)> =
+            futures_util::stream::iter(bodies.into_iter().enumerate())
+                .map(|(i, body)| async move {
+                    let sid = srv_ref.handshake().await;
+                    let q = format!("EIO=4&transport=polling&sid={sid}");
+                    let len = body.len();
+                    let shown = String::from_utf8_lossy(&body[..len.min(200)]).into_owned();
+                    let reply = srv_ref.post(&q, body).await;
+                    let ctx = format!("body #{i} (seed {SEED:#x}) {shown:?}: {reply:?}");
+                    match reply.status.as_u16() {
+                        _ if len > MAX_PAYLOAD => {
+                            assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{ctx}");
+                            reply.assert_error(413, 3, "Payload too large");
+                        }
+                        200 => reply.assert_ok("ok"),
+                        400 => reply.assert_error(400, 3, "Bad request"),
+                        _ => panic!("unexpected answer to {ctx}"),
                     }
-                    200 => reply.assert_ok("ok"),
-                    400 => reply.assert_error(400, 3, "Bad request"),
-                    _ => panic!("unexpected answer to {ctx}"),
-                }
-                if reply.status != StatusCode::OK {
-                    // A refused body ends its session.
-                    srv_ref.get(&q).await.assert_error(400, 1, "Session ID unknown");
-                }
-                (reply.status.as_u16(), i)
-            })
-            .buffer_unordered(16)
-            .collect()
-            .await;
+                    if reply.status != StatusCode::OK {
+                        // A refused body ends its session.
+                        srv_ref
+                            .get(&q)
+                            .await
+                            .assert_error(400, 1, "Session ID unknown");
+                    }
+                    (reply.status.as_u16(), i)
+                })
+                .buffer_unordered(16)
+                .collect()
+                .await;
 
         let count = |s: u16| outcomes.iter().filter(|(st, _)| *st == s).count();
         let (ok, bad, large) = (count(200), count(400), count(413));
         eprintln!("generated bodies: ok {ok}, 400 {bad}, 413 {large}");
         assert_eq!(ok + bad + large, BODIES);
         // The generator must exercise every outcome, or it tests too little.
-        assert!(ok > 100 && bad > 100 && large > 10, "ok {ok}, 400 {bad}, 413 {large}");
+        assert!(
+            ok > 100 && bad > 100 && large > 10,
+            "ok {ok}, 400 {bad}, 413 {large}"
+        );
 
         canary.assert_healthy().await;
         srv.assert_healthz().await;
@@ -805,7 +1007,8 @@ mod websocket {
                 ws.connect_ns().await;
             }
             let len = rng.random_range(0..300usize);
-            ws.send_binary((0..len).map(|_| rng.random::<u8>()).collect()).await;
+            ws.send_binary((0..len).map(|_| rng.random::<u8>()).collect())
+                .await;
             ws.expect_closed().await;
         }
         canary.assert_healthy().await;
@@ -894,7 +1097,8 @@ mod websocket {
             if binary {
                 ws.send_binary(vec![7; MAX_PAYLOAD + 1]).await;
             } else {
-                ws.send_text(&format!(r#"42["x","{}"]"#, "y".repeat(MAX_PAYLOAD - 9))).await;
+                ws.send_text(&format!(r#"42["x","{}"]"#, "y".repeat(MAX_PAYLOAD - 9)))
+                    .await;
             }
             ws.expect_closed().await;
         }
@@ -917,24 +1121,35 @@ mod websocket {
         ws.send_text("2probe").await;
         assert_eq!(ws.recv_text().await, "3probe");
         // The pending GET is released with a noop.
-        assert_eq!(pending.await.expect("pending GET"), (StatusCode::OK, "6".to_owned()));
+        assert_eq!(
+            pending.await.expect("pending GET"),
+            (StatusCode::OK, "6".to_owned())
+        );
         ws.send_text("5").await;
         ws.assert_healthy().await;
 
         // Polling on an upgraded session is refused; the session lives on.
         srv.get(&q).await.assert_error(400, 3, "Bad request");
-        srv.post(&q, r#"42["who"]"#).await.assert_error(400, 3, "Bad request");
+        srv.post(&q, r#"42["who"]"#)
+            .await
+            .assert_error(400, 3, "Bad request");
         ws.assert_healthy().await;
 
         // A second WebSocket for the upgraded sid is accepted, then closed.
-        let mut second = srv.ws(&ws_query, None).await.expect("second websocket accepted");
+        let mut second = srv
+            .ws(&ws_query, None)
+            .await
+            .expect("second websocket accepted");
         second.expect_closed().await;
         ws.assert_healthy().await;
 
         // A probe that is not a probe fails the upgrade only; polling goes on.
         let mut other = srv.polling_client().await;
         let other_ws = format!("EIO=4&transport=websocket&sid={}", other.sid);
-        let mut bad = srv.ws(&other_ws, None).await.expect("probe socket accepted");
+        let mut bad = srv
+            .ws(&other_ws, None)
+            .await
+            .expect("probe socket accepted");
         bad.send_text("2notprobe").await;
         bad.expect_closed().await;
         other.assert_healthy().await;
@@ -973,7 +1188,10 @@ mod websocket {
             }
             assert_eq!(got, (StatusCode::BAD_REQUEST, error_body(3, "Bad request")));
         }
-        assert!(released, "the GET was never pending when the upgrade arrived");
+        assert!(
+            released,
+            "the GET was never pending when the upgrade arrived"
+        );
         canary.assert_healthy().await;
         assert_no_panics();
     }
@@ -1015,7 +1233,8 @@ mod heartbeat {
         let ((pinged, closed_after), pings) = futures_util::join!(watch_silent, keep);
         assert!(pinged, "the silent client was never pinged");
         assert!(
-            closed_after >= interval + ping_timeout - Duration::from_millis(20) && closed_after < WAIT,
+            closed_after >= interval + ping_timeout - Duration::from_millis(20)
+                && closed_after < WAIT,
             "closed after {closed_after:?}"
         );
         assert!(pings >= 2, "canary answered {pings} pings");
@@ -1038,15 +1257,23 @@ mod socketio {
         let srv = Server::start(settings());
         let mut ws = srv.ws_open().await;
         ws.send_text("40/x,").await;
-        assert_eq!(ws.recv_text().await, r#"44/x,{"message":"Invalid namespace"}"#);
+        assert_eq!(
+            ws.recv_text().await,
+            r#"44/x,{"message":"Invalid namespace"}"#
+        );
         ws.send_text(r#"40/nope,{"token":"t"}"#).await;
-        assert_eq!(ws.recv_text().await, r#"44/nope,{"message":"Invalid namespace"}"#);
+        assert_eq!(
+            ws.recv_text().await,
+            r#"44/nope,{"message":"Invalid namespace"}"#
+        );
         ws.connect_ns().await;
         ws.assert_healthy().await;
 
         let mut polling = srv.polling_client().await;
         polling.send("40/x,").await;
-        polling.poll_until(|r| r == r#"44/x,{"message":"Invalid namespace"}"#).await;
+        polling
+            .poll_until(|r| r == r#"44/x,{"message":"Invalid namespace"}"#)
+            .await;
         polling.assert_healthy().await;
         assert_no_panics();
     }
@@ -1068,7 +1295,9 @@ mod socketio {
 
         let sid = srv.handshake().await;
         let q = format!("EIO=4&transport=polling&sid={sid}");
-        srv.post(&q, r#"42["who"]"#).await.assert_error(400, 3, "Bad request");
+        srv.post(&q, r#"42["who"]"#)
+            .await
+            .assert_error(400, 3, "Bad request");
         srv.get(&q).await.assert_error(400, 1, "Session ID unknown");
 
         canary.assert_healthy().await;
@@ -1104,7 +1333,10 @@ mod socketio {
         ws.assert_healthy().await;
         let got = canary.recv_text().await;
         assert_eq!(got, r#"451-["messages",{"_placeholder":true,"num":0}]"#);
-        assert_eq!(canary.next_event().await, WsEvent::Binary(Bytes::from_static(&[1, 2, 3])));
+        assert_eq!(
+            canary.next_event().await,
+            WsEvent::Binary(Bytes::from_static(&[1, 2, 3]))
+        );
 
         canary.assert_healthy().await;
         srv.assert_healthz().await;

@@ -32,7 +32,12 @@ pub fn attach_detached_sockets(ns: &Arc<Namespace>, n: usize, queue: usize) -> V
             let session = Session::new(Transport::WebSocket, queue, metrics.clone());
             // A fresh session's receiver is never locked; skip it if it somehow were.
             let rx = session.rx.clone().try_lock_owned().ok()?;
-            let socket = Socket::new(ns.clone(), session, std::sync::Weak::new(), serde_json::Value::Null);
+            let socket = Socket::new(
+                ns.clone(),
+                session,
+                std::sync::Weak::new(),
+                serde_json::Value::Null,
+            );
             ns.add_socket(socket.clone());
             Some(DetachedSocket { socket, rx })
         })
