@@ -743,6 +743,70 @@ mod polling {
         assert_no_panics();
     }
 
+    /// Messages of one session are handled one at a time, in order; a second
+    /// POST while one is still being read would break that, so (as in the
+    /// reference, "data request overlap from client") it is refused and the
+    /// session closed.
+    #[actix_web::test]
+    async fn overlapping_posts_close_the_session() {
+        let srv = Server::start(settings());
+        let mut canary = srv.polling_client().await;
+        let mut overlapped = false;
+        for _attempt in 0..10 {
+            let victim = srv.polling_client().await;
+            let q = victim.query();
+            // The first POST (on a raw connection) sends its head and part of
+            // its body, then waits.
+            let (release, released) = tokio::sync::oneshot::channel::<()>();
+            let addr = srv.srv.addr();
+            let head = format!(
+                "POST {PATH}?{q} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 3\r\nConnection: close\r\n\r\n6"
+            );
+            let first = actix_web::rt::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                tcp.write_all(head.as_bytes()).await.expect("write head");
+                let _ = released.await;
+                tcp.write_all(b"\x1e6").await.expect("write rest");
+                let mut answer = Vec::new();
+                tcp.read_to_end(&mut answer).await.expect("read answer");
+                let answer = String::from_utf8_lossy(&answer).into_owned();
+                let status = answer
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .expect("status line");
+                let body = answer
+                    .split("\r\n\r\n")
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                (StatusCode::from_u16(status).expect("status"), body)
+            });
+            for _ in 0..3 {
+                srv.assert_healthz().await;
+            }
+            let second = srv.post(&q, "6").await;
+            let _ = release.send(());
+            let first = first.await.expect("first POST");
+            if second.status == StatusCode::OK {
+                // The second POST was handled before the first one started.
+                assert_eq!(first, (StatusCode::OK, "ok".to_owned()));
+                continue;
+            }
+            second.assert_error(400, 3, "Bad request");
+            // The first one finishes reading its body; its packets are noops.
+            assert_eq!(first, (StatusCode::OK, "ok".to_owned()));
+            srv.get(&q).await.assert_error(400, 1, "Session ID unknown");
+            overlapped = true;
+            break;
+        }
+        assert!(overlapped, "the POSTs never overlapped");
+        canary.assert_healthy().await;
+        srv.assert_healthz().await;
+        assert_no_panics();
+    }
+
     #[actix_web::test]
     async fn second_concurrent_get_closes_the_session() {
         let srv = Server::start(settings());
@@ -1202,8 +1266,10 @@ mod heartbeat {
 
     #[actix_web::test]
     async fn silent_clients_are_closed_after_ping_interval_plus_timeout() {
-        let interval = Duration::from_millis(300);
-        let ping_timeout = Duration::from_millis(200);
+        // Small, but with a pingTimeout that leaves the canary room to answer
+        // on a loaded machine.
+        let interval = Duration::from_millis(250);
+        let ping_timeout = Duration::from_millis(500);
         let srv = Server::start(EngineConfig {
             ping_interval: interval,
             ping_timeout,

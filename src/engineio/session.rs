@@ -127,6 +127,8 @@ pub struct Session {
     transport: AtomicU8,
     /// Set while a WebSocket probe for this polling session is in progress.
     pub(crate) upgrading: AtomicBool,
+    /// Set while a polling POST is being handled (at most one at a time).
+    pub(crate) posting: AtomicBool,
     pong: Notify,
     closed: CancellationToken,
     reason: OnceLock<CloseReason>,
@@ -152,6 +154,7 @@ impl Session {
             rx: Arc::new(tokio::sync::Mutex::new(rx)),
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
+            posting: AtomicBool::new(false),
             pong: Notify::new(),
             closed: CancellationToken::new(),
             reason: OnceLock::new(),
