@@ -152,8 +152,10 @@ impl Server {
         let chat = ChatSettings {
             welcome: "Hello World".into(),
             max_message_bytes: 4096,
-            rate_limit: 1000,
-            rate_burst: 1000,
+            // High enough that no test here is rate limited (the flood test
+            // sends thousands of events as fast as it can).
+            rate_limit: 1_000_000,
+            rate_burst: 1_000_000,
         };
         Chat::new(store, chat, metrics.clone()).register(&io);
         let engine = Engine::new(config, Arc::new(IoHandler(io)), metrics.clone());
@@ -251,6 +253,17 @@ impl Server {
         let mut resp = resp.expect("healthz answered");
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(resp.body().await.expect("healthz body"), "ok");
+    }
+
+    /// The Prometheus text of `/metrics`.
+    async fn metrics(&self) -> String {
+        let resp = timeout(WAIT, self.http.get(self.srv.url("/metrics")).send())
+            .await
+            .expect("metrics in time");
+        let mut resp = resp.expect("metrics answered");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.body().limit(1 << 20).await.expect("metrics body");
+        String::from_utf8_lossy(&body).into_owned()
     }
 
     /// Opens a WebSocket to the endpoint with this query.
@@ -1257,6 +1270,78 @@ mod websocket {
             "the GET was never pending when the upgrade arrived"
         );
         canary.assert_healthy().await;
+        assert_no_panics();
+    }
+}
+
+mod slow_consumer {
+    use super::*;
+    use std::cell::Cell;
+
+    /// A client that stops reading while others flood the room is closed once
+    /// its bounded queue is full; the flooder and the other readers go on.
+    #[actix_web::test]
+    async fn a_client_that_does_not_read_is_closed_and_others_continue() {
+        const MAX_MESSAGES: usize = 5000;
+        let srv = Server::start(EngineConfig {
+            outbound_queue: 64,
+            ..settings()
+        });
+        let mut canary = srv.ws_open().await;
+        canary.connect_ns().await;
+        let mut slow = srv.ws_open().await;
+        slow.connect_ns().await;
+        slow.send_text(r#"421["join","slow"]"#).await;
+        while !slow.recv_text().await.starts_with(r#"431[{"ok":true"#) {}
+        let mut flooder = srv.ws_open().await;
+        flooder.connect_ns().await;
+
+        // Each event is broadcast to the canary (which reads) and to the slow
+        // client (which does not): once the socket buffers between it and the
+        // server are full, its queue fills and it is closed, which the room
+        // learns from `left`.
+        let packet = format!(r#"42["sendToAll","{}"]"#, "z".repeat(MAX_PAYLOAD - 100));
+        let left = Cell::new(false);
+        let flood = async {
+            let mut sent = 0;
+            while !left.get() && sent < MAX_MESSAGES {
+                flooder.send_text(&packet).await;
+                sent += 1;
+                // Let the canary read as fast as the flood goes.
+                tokio::task::yield_now().await;
+            }
+            sent
+        };
+        let watch = async {
+            loop {
+                let text = canary.recv_text().await;
+                if text.starts_with(r#"42["left",{"name":"slow""#) {
+                    left.set(true);
+                    return;
+                }
+            }
+        };
+        let (sent, ()) = futures_util::join!(flood, watch);
+        assert!(
+            sent < MAX_MESSAGES,
+            "the slow client was not closed after {sent} messages"
+        );
+
+        // The canary reads what is still in flight, up to a marker the flooder
+        // sends last (the server handles one client's events in order).
+        flooder.send_text(r#"42["sendToAll","end of flood"]"#).await;
+        while canary.recv_text().await != r#"42["messages","end of flood"]"# {}
+        let metrics = srv.metrics().await;
+        assert!(
+            metrics.contains("hubbub_outbound_queue_overflows_total 1\n")
+                && metrics.contains(r#"hubbub_disconnects_total{reason="slow_consumer"} 1"#),
+            "{metrics}"
+        );
+
+        slow.expect_closed().await;
+        flooder.assert_healthy().await;
+        canary.assert_healthy().await;
+        srv.assert_healthz().await;
         assert_no_panics();
     }
 }
