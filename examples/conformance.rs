@@ -26,16 +26,13 @@ use hubbub::socketio::{Io, IoConfig, IoHandler, MemoryAdapter};
 struct Echo(Arc<Session>);
 
 impl Connection for Echo {
-    fn on_message(
-        &self,
-        msg: Message,
-    ) -> Result<Option<futures_util::future::BoxFuture<'static, ()>>, ProtocolViolation> {
+    fn on_message(&self, msg: Message) -> Result<(), ProtocolViolation> {
         let frame = match msg {
             Message::Text(text) => Frame::message(&text),
             Message::Binary(bytes) => Frame::Binary(bytes),
         };
         let _ = self.0.send(frame);
-        Ok(None)
+        Ok(())
     }
 
     fn on_close(&self, _reason: CloseReason) {}

@@ -34,7 +34,11 @@ pub struct ConfigError {
 
 /// Every setting of `hubbub-server`.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "hubbub-server", version, about = "hubbub: real-time chat over Socket.IO")]
+#[command(
+    name = "hubbub-server",
+    version,
+    about = "hubbub: real-time chat over Socket.IO"
+)]
 pub struct ServerConfig {
     /// Address and port to listen on.
     #[arg(long, env = "HUBBUB_BIND", default_value = "0.0.0.0:8080")]
@@ -101,6 +105,11 @@ pub struct ServerConfig {
     #[arg(long, env = "HUBBUB_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
 
+    /// Milliseconds to keep serving after SIGTERM/SIGINT, with `/readyz` at 503 and new
+    /// sessions refused, before clients are disconnected (lets load balancers notice), 0..=60000.
+    #[arg(long, env = "HUBBUB_SHUTDOWN_DELAY_MS", default_value_t = 0)]
+    pub shutdown_delay_ms: u64,
+
     /// Redis URL (`redis://[:password@]host:port/db` or `rediss://...`). Unset: one node, in-memory state.
     #[arg(long, env = "HUBBUB_REDIS_URL")]
     pub redis_url: Option<String>,
@@ -165,22 +174,91 @@ impl ServerConfig {
             return Err(ConfigError {
                 setting: "--path",
                 env: "PATH",
-                reason: format!("{:?} must start and end with '/', e.g. /socket.io/", self.path),
+                reason: format!(
+                    "{:?} must start and end with '/', e.g. /socket.io/",
+                    self.path
+                ),
             });
         }
-        range(self.ping_interval_ms, 100, 600_000, "--ping-interval-ms", "PING_INTERVAL_MS")?;
-        range(self.ping_timeout_ms, 100, 600_000, "--ping-timeout-ms", "PING_TIMEOUT_MS")?;
-        range(self.max_payload, 1024, 100_000_000, "--max-payload", "MAX_PAYLOAD")?;
-        range(self.upgrade_timeout_ms, 100, 600_000, "--upgrade-timeout-ms", "UPGRADE_TIMEOUT_MS")?;
-        range(self.connect_timeout_ms, 100, 600_000, "--connect-timeout-ms", "CONNECT_TIMEOUT_MS")?;
-        range(self.outbound_queue, 16, 1_000_000, "--outbound-queue", "OUTBOUND_QUEUE")?;
+        range(
+            self.ping_interval_ms,
+            100,
+            600_000,
+            "--ping-interval-ms",
+            "PING_INTERVAL_MS",
+        )?;
+        range(
+            self.ping_timeout_ms,
+            100,
+            600_000,
+            "--ping-timeout-ms",
+            "PING_TIMEOUT_MS",
+        )?;
+        range(
+            self.max_payload,
+            1024,
+            100_000_000,
+            "--max-payload",
+            "MAX_PAYLOAD",
+        )?;
+        range(
+            self.upgrade_timeout_ms,
+            100,
+            600_000,
+            "--upgrade-timeout-ms",
+            "UPGRADE_TIMEOUT_MS",
+        )?;
+        range(
+            self.connect_timeout_ms,
+            100,
+            600_000,
+            "--connect-timeout-ms",
+            "CONNECT_TIMEOUT_MS",
+        )?;
+        range(
+            self.outbound_queue,
+            16,
+            1_000_000,
+            "--outbound-queue",
+            "OUTBOUND_QUEUE",
+        )?;
         range(self.history_size, 1, 1000, "--history-size", "HISTORY_SIZE")?;
-        range(self.question_history, 1, 1000, "--question-history", "QUESTION_HISTORY")?;
-        range(self.max_message_bytes, 1, 65_536, "--max-message-bytes", "MAX_MESSAGE_BYTES")?;
+        range(
+            self.question_history,
+            1,
+            1000,
+            "--question-history",
+            "QUESTION_HISTORY",
+        )?;
+        range(
+            self.max_message_bytes,
+            1,
+            65_536,
+            "--max-message-bytes",
+            "MAX_MESSAGE_BYTES",
+        )?;
         range(self.rate_limit, 1, 100_000, "--rate-limit", "RATE_LIMIT")?;
-        range(self.rate_burst, self.rate_limit, 1_000_000, "--rate-burst", "RATE_BURST")?;
-        range(self.shutdown_grace_secs, 0, 3600, "--shutdown-grace-secs", "SHUTDOWN_GRACE_SECS")?;
-        range(self.presence_heartbeat_secs, 1, 300, "--presence-heartbeat-secs", "PRESENCE_HEARTBEAT_SECS")?;
+        range(
+            self.rate_burst,
+            self.rate_limit,
+            1_000_000,
+            "--rate-burst",
+            "RATE_BURST",
+        )?;
+        range(
+            self.shutdown_grace_secs,
+            0,
+            3600,
+            "--shutdown-grace-secs",
+            "SHUTDOWN_GRACE_SECS",
+        )?;
+        range(
+            self.presence_heartbeat_secs,
+            1,
+            300,
+            "--presence-heartbeat-secs",
+            "PRESENCE_HEARTBEAT_SECS",
+        )?;
         range(
             self.presence_ttl_secs,
             self.presence_heartbeat_secs + 1,
@@ -261,9 +339,13 @@ mod tests {
         assert_eq!(e.setting, "--history-size");
         assert!(e.to_string().contains("HUBBUB_HISTORY_SIZE"), "{e}");
         assert!(e.to_string().contains("1..=1000"), "{e}");
-        let e = parse(&["--rate-limit", "50", "--rate-burst", "10"]).validate().unwrap_err();
+        let e = parse(&["--rate-limit", "50", "--rate-burst", "10"])
+            .validate()
+            .unwrap_err();
         assert_eq!(e.setting, "--rate-burst");
-        let e = parse(&["--cors-origins", "example.com"]).validate().unwrap_err();
+        let e = parse(&["--cors-origins", "example.com"])
+            .validate()
+            .unwrap_err();
         assert_eq!(e.setting, "--cors-origins");
         let e = parse(&["--path", "socket"]).validate().unwrap_err();
         assert_eq!(e.setting, "--path");
@@ -275,6 +357,9 @@ mod tests {
     fn cors_origins_split_on_commas() {
         let c = parse(&["--cors-origins", "https://a.example,http://localhost:3000"]);
         c.validate().unwrap();
-        assert_eq!(c.cors_origins, vec!["https://a.example", "http://localhost:3000"]);
+        assert_eq!(
+            c.cors_origins,
+            vec!["https://a.example", "http://localhost:3000"]
+        );
     }
 }

@@ -89,21 +89,29 @@ async fn index() -> HttpResponse {
         ("referrer-policy", "no-referrer"),
         ("x-frame-options", "DENY"),
     ] {
-        h.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        h.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
     resp
 }
 
 async fn app_js() -> HttpResponse {
+    // The page and its own script/style revalidate, so an upgrade never mixes versions.
     asset(
         "application/javascript; charset=utf-8",
-        "public, max-age=3600",
+        "no-cache",
         include_str!("../web/app.js"),
     )
 }
 
 async fn style_css() -> HttpResponse {
-    asset("text/css; charset=utf-8", "public, max-age=3600", include_str!("../web/style.css"))
+    asset(
+        "text/css; charset=utf-8",
+        "public, max-age=3600",
+        include_str!("../web/style.css"),
+    )
 }
 
 async fn client_js() -> HttpResponse {

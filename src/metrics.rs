@@ -50,15 +50,23 @@ impl Metrics {
         let registry = Registry::new();
         // unwrap (all below): names are static, valid and registered once in a fresh registry.
         let connections_open = IntGaugeVec::new(
-            Opts::new("hubbub_connections_open", "Engine.IO sessions open now, by transport"),
+            Opts::new(
+                "hubbub_connections_open",
+                "Engine.IO sessions open now, by transport",
+            ),
             &["transport"],
         )
         .expect("valid metric");
-        let connections_total =
-            IntCounter::new("hubbub_connections_total", "Engine.IO sessions opened since start")
-                .expect("valid metric");
+        let connections_total = IntCounter::new(
+            "hubbub_connections_total",
+            "Engine.IO sessions opened since start",
+        )
+        .expect("valid metric");
         let disconnects_total = IntCounterVec::new(
-            Opts::new("hubbub_disconnects_total", "Engine.IO sessions closed, by reason"),
+            Opts::new(
+                "hubbub_disconnects_total",
+                "Engine.IO sessions closed, by reason",
+            ),
             &["reason"],
         )
         .expect("valid metric");
@@ -67,9 +75,11 @@ impl Metrics {
             "Engine.IO packets received from clients",
         )
         .expect("valid metric");
-        let packets_sent_total =
-            IntCounter::new("hubbub_packets_sent_total", "Engine.IO packets written to clients")
-                .expect("valid metric");
+        let packets_sent_total = IntCounter::new(
+            "hubbub_packets_sent_total",
+            "Engine.IO packets written to clients",
+        )
+        .expect("valid metric");
         let bytes_received_total = IntCounter::new(
             "hubbub_bytes_received_total",
             "Bytes of Engine.IO packets received from clients",
@@ -89,7 +99,10 @@ impl Metrics {
         )
         .expect("valid metric");
         let events_rejected_total = IntCounterVec::new(
-            Opts::new("hubbub_events_rejected_total", "Application events rejected, by reason"),
+            Opts::new(
+                "hubbub_events_rejected_total",
+                "Application events rejected, by reason",
+            ),
             &["reason"],
         )
         .expect("valid metric");
@@ -142,7 +155,9 @@ impl Metrics {
         }
         #[cfg(target_os = "linux")]
         registry
-            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
             .expect("process collector registered once");
         // Both transports are always present in the output, even at zero.
         for t in ["polling", "websocket"] {
@@ -193,7 +208,9 @@ mod tests {
     fn renders_own_registry_with_process_metrics() {
         let m = Metrics::new();
         m.connections_total.inc();
-        m.events_rejected_total.with_label_values(&["not_joined"]).inc();
+        m.events_rejected_total
+            .with_label_values(&["not_joined"])
+            .inc();
         let text = m.render();
         assert!(text.contains("hubbub_connections_total 1"), "{text}");
         assert!(text.contains("hubbub_events_rejected_total{reason=\"not_joined\"} 1"));

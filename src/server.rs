@@ -91,7 +91,11 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         rate_burst: config.rate_burst,
     };
     Chat::new(store, settings, metrics.clone()).register(&io);
-    let engine = Engine::new(engine_config(&config), Arc::new(IoHandler(io)), metrics.clone());
+    let engine = Engine::new(
+        engine_config(&config),
+        Arc::new(IoHandler(io)),
+        metrics.clone(),
+    );
     let state = AppState {
         engine: engine.clone(),
         metrics,
@@ -129,10 +133,19 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     health.set_draining();
     engine.stop_accepting();
     let deadline = tokio::time::Instant::now() + grace;
+    if config.shutdown_delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(config.shutdown_delay_ms)).await;
+    }
     let sessions = engine.close_all(CloseReason::Shutdown);
     tracing::info!(sessions, "closing client sessions");
-    if tokio::time::timeout_at(deadline, engine.wait_empty()).await.is_err() {
-        tracing::warn!(left = engine.session_count(), "grace period over with sessions left");
+    if tokio::time::timeout_at(deadline, engine.wait_empty())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = engine.session_count(),
+            "grace period over with sessions left"
+        );
     }
     // In-flight HTTP requests get what is left of the grace period.
     handle.stop(true).await;
@@ -146,7 +159,10 @@ async fn shutdown_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => tokio::select! {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",

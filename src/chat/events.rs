@@ -98,7 +98,9 @@ impl Chat {
         let chat = self.clone();
         ns.on("sendToAll", move |socket, mut event| {
             if chat.admit(&socket, "sendToAll", &mut event) {
-                socket.broadcast().emit_binary("messages", &event.args, event.binary);
+                socket
+                    .broadcast()
+                    .emit_binary("messages", &event.args, event.binary);
             }
         });
         let chat = self.clone();
@@ -117,7 +119,9 @@ impl Chat {
     fn on_async<F, Fut>(self: &Arc<Self>, ns: &crate::socketio::Namespace, name: &'static str, f: F)
     where
         F: Fn(Arc<Chat>, Arc<Socket>, Event) -> Fut + Copy + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Result<(), (Option<AckSender>, Rejection)>> + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), (Option<AckSender>, Rejection)>>
+            + Send
+            + 'static,
     {
         let chat = self.clone();
         ns.on_async(name, move |socket, mut event| {
@@ -149,14 +153,24 @@ impl Chat {
         };
         socket.extensions().insert(member);
         // unwrap: inserted just above, and only this connection's handlers (run in order) touch it.
-        socket.extensions().get::<Member>().expect("member just inserted")
+        socket
+            .extensions()
+            .get::<Member>()
+            .expect("member just inserted")
     }
 
     /// Counts the event and applies the rate limit. A refused event is acked
     /// with the reason; a client that keeps flooding is disconnected.
     fn admit(&self, socket: &Arc<Socket>, label: &str, event: &mut Event) -> bool {
-        let label = if KNOWN_EVENTS.contains(&label) { label } else { "other" };
-        self.metrics.events_received_total.with_label_values(&[label]).inc();
+        let label = if KNOWN_EVENTS.contains(&label) {
+            label
+        } else {
+            "other"
+        };
+        self.metrics
+            .events_received_total
+            .with_label_values(&[label])
+            .inc();
         let member = self.member(socket);
         if member.bucket.lock().try_take(Instant::now()) {
             member.strikes.store(0, Ordering::Relaxed);
@@ -190,7 +204,8 @@ impl Chat {
                 for q in questions {
                     let _ = socket.emit("question", &[Value::String(q.text.clone())]);
                     for a in q.answers {
-                        let _ = socket.emit("answer", &[Value::String(q.text.clone()), Value::String(a)]);
+                        let _ = socket
+                            .emit("answer", &[Value::String(q.text.clone()), Value::String(a)]);
                     }
                 }
             }
@@ -226,10 +241,14 @@ impl Chat {
             Err(e) => tracing::warn!(error = %e, "join: history not replayed"),
         }
         let online = self.store.online().await.unwrap_or(0);
-        socket
-            .broadcast()
-            .emit("joined", &[json!({ "name": name.as_str(), "online": online })]);
-        ack_ok(ack, json!({ "ok": true, "name": name.as_str(), "online": online }));
+        socket.broadcast().emit(
+            "joined",
+            &[json!({ "name": name.as_str(), "online": online })],
+        );
+        ack_ok(
+            ack,
+            json!({ "ok": true, "name": name.as_str(), "online": online }),
+        );
         Ok(())
     }
 
@@ -249,7 +268,11 @@ impl Chat {
             Ok(t) => t,
             Err(r) => return Err((ack, r)),
         };
-        let msg = match self.store.append_message(name.as_str(), text.as_str(), now_ms()).await {
+        let msg = match self
+            .store
+            .append_message(name.as_str(), text.as_str(), now_ms())
+            .await
+        {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "message not stored; refused");
@@ -283,7 +306,9 @@ impl Chat {
             member.asked.store(false, Ordering::Release);
             return Err((ack, Rejection::StoreUnavailable));
         }
-        socket.broadcast().emit("question", &[Value::String(text.as_str().to_owned())]);
+        socket
+            .broadcast()
+            .emit("question", &[Value::String(text.as_str().to_owned())]);
         ack_ok(ack, json!({ "ok": true }));
         Ok(())
     }
@@ -295,14 +320,24 @@ impl Chat {
     ) -> Result<(), (Option<AckSender>, Rejection)> {
         let ack = event.ack.take();
         let [question, answer] = event.args.as_slice() else {
-            return Err((ack, Rejection::BadArguments("answer takes a question and an answer")));
+            return Err((
+                ack,
+                Rejection::BadArguments("answer takes a question and an answer"),
+            ));
         };
         let max = self.settings.max_message_bytes;
-        let (question, answer) = match (MessageText::parse(question, max), MessageText::parse(answer, max)) {
+        let (question, answer) = match (
+            MessageText::parse(question, max),
+            MessageText::parse(answer, max),
+        ) {
             (Ok(q), Ok(a)) => (q, a),
             (Err(r), _) | (_, Err(r)) => return Err((ack, r)),
         };
-        let stored = match self.store.add_answer(question.as_str(), answer.as_str()).await {
+        let stored = match self
+            .store
+            .add_answer(question.as_str(), answer.as_str())
+            .await
+        {
             Ok(stored) => stored,
             Err(e) => {
                 tracing::warn!(error = %e, "answer not stored; refused");
@@ -326,7 +361,10 @@ impl Chat {
         mut event: Event,
     ) -> Result<(), (Option<AckSender>, Rejection)> {
         let ack = event.ack.take();
-        let (online, names) = match (self.store.online().await, self.store.names(WHO_NAMES_LIMIT).await) {
+        let (online, names) = match (
+            self.store.online().await,
+            self.store.names(WHO_NAMES_LIMIT).await,
+        ) {
             (Ok(o), Ok(n)) => (o, n),
             _ => return Err((ack, Rejection::StoreUnavailable)),
         };

@@ -151,20 +151,51 @@ mod tests {
     #[test]
     fn nicknames() {
         assert_eq!(Nickname::parse(&json!("  ann ")).unwrap().as_str(), "ann");
-        assert_eq!(Nickname::parse(&json!("é".repeat(32))).unwrap().as_str().chars().count(), 32);
-        assert_eq!(Nickname::parse(&json!("   ")), Err(Rejection::BadNickname("empty")));
-        assert!(matches!(Nickname::parse(&json!("x".repeat(33))), Err(Rejection::BadNickname(_))));
-        assert!(matches!(Nickname::parse(&json!("a\u{7}b")), Err(Rejection::BadNickname(_))));
-        assert!(matches!(Nickname::parse(&json!(42)), Err(Rejection::BadArguments(_))));
+        assert_eq!(
+            Nickname::parse(&json!("é".repeat(32)))
+                .unwrap()
+                .as_str()
+                .chars()
+                .count(),
+            32
+        );
+        assert_eq!(
+            Nickname::parse(&json!("   ")),
+            Err(Rejection::BadNickname("empty"))
+        );
+        assert!(matches!(
+            Nickname::parse(&json!("x".repeat(33))),
+            Err(Rejection::BadNickname(_))
+        ));
+        assert!(matches!(
+            Nickname::parse(&json!("a\u{7}b")),
+            Err(Rejection::BadNickname(_))
+        ));
+        assert!(matches!(
+            Nickname::parse(&json!(42)),
+            Err(Rejection::BadArguments(_))
+        ));
     }
 
     #[test]
     fn texts() {
         assert_eq!(MessageText::parse(&json!("hi"), 10).unwrap().as_str(), "hi");
-        assert_eq!(MessageText::parse(&json!(" \n"), 10), Err(Rejection::EmptyText));
-        assert_eq!(MessageText::parse(&json!("ééé"), 5), Err(Rejection::TextTooLong(5)));
-        assert!(matches!(MessageText::parse(&json!({"text":"x"}), 5), Err(Rejection::BadArguments(_))));
-        assert_eq!(Rejection::TextTooLong(5).to_string(), "text too long (max 5 bytes)");
+        assert_eq!(
+            MessageText::parse(&json!(" \n"), 10),
+            Err(Rejection::EmptyText)
+        );
+        assert_eq!(
+            MessageText::parse(&json!("ééé"), 5),
+            Err(Rejection::TextTooLong(5))
+        );
+        assert!(matches!(
+            MessageText::parse(&json!({"text":"x"}), 5),
+            Err(Rejection::BadArguments(_))
+        ));
+        assert_eq!(
+            Rejection::TextTooLong(5).to_string(),
+            "text too long (max 5 bytes)"
+        );
     }
 
     #[test]

@@ -63,8 +63,12 @@ pub struct StoreLimits {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Appends a message, assigning its id, and trims history to the limit.
-    async fn append_message(&self, name: &str, text: &str, ts: u64)
-    -> Result<ChatMessage, StoreError>;
+    async fn append_message(
+        &self,
+        name: &str,
+        text: &str,
+        ts: u64,
+    ) -> Result<ChatMessage, StoreError>;
     /// The newest `history_size` messages, oldest first.
     async fn recent_messages(&self) -> Result<Vec<ChatMessage>, StoreError>;
     /// Stores a question (keeping the newest `question_history`).
@@ -243,7 +247,10 @@ mod tests {
         s.set_present("a", "anna").await.unwrap();
         assert_eq!(s.online().await.unwrap(), 2);
         assert_eq!(s.names(10).await.unwrap(), vec!["anna", "bob"]);
-        assert_eq!(s.remove_present("a").await.unwrap().as_deref(), Some("anna"));
+        assert_eq!(
+            s.remove_present("a").await.unwrap().as_deref(),
+            Some("anna")
+        );
         assert_eq!(s.remove_present("a").await.unwrap(), None);
         assert_eq!(s.online().await.unwrap(), 1);
     }

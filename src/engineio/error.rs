@@ -92,6 +92,9 @@ mod tests {
         assert_eq!(EngineError::TransportUnknown.code(), 0);
         assert_eq!(EngineError::UnsupportedProtocol.code(), 5);
         assert_eq!(EngineError::Forbidden.status_code(), StatusCode::FORBIDDEN);
-        assert_eq!(EngineError::PayloadTooLarge.status_code(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            EngineError::PayloadTooLarge.status_code(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 }

@@ -21,7 +21,6 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use bytestring::ByteString;
-use futures_util::future::BoxFuture;
 use parking_lot::RwLock;
 use serde::Deserialize;
 
@@ -42,10 +41,10 @@ pub enum Message {
 
 /// The application's side of one session.
 pub trait Connection: Send + Sync + 'static {
-    /// A message from the client. Messages of one session are delivered one at
-    /// a time, in order: when this returns a future, the next message waits
-    /// until it completes. An error closes the session as a parse error.
-    fn on_message(&self, msg: Message) -> Result<Option<BoxFuture<'static, ()>>, ProtocolViolation>;
+    /// A message from the client, in order. It must not block: work that
+    /// waits (storage, acks) is spawned by the application, which keeps its
+    /// own ordering. An error closes the session as a parse error.
+    fn on_message(&self, msg: Message) -> Result<(), ProtocolViolation>;
     /// The session has closed; called exactly once.
     fn on_close(&self, reason: CloseReason);
 }
@@ -180,7 +179,16 @@ impl Engine {
     /// Looks up an open session.
     pub(crate) fn get(&self, sid: &str) -> Option<Arc<Session>> {
         let s = self.sessions.read().get(sid).cloned()?;
+        if s.ping_expired(tokio::time::Instant::now()) {
+            s.close(CloseReason::PingTimeout);
+        }
         (!s.is_closed()).then_some(s)
+    }
+
+    /// A closed polling session whose client has yet to collect the close packet.
+    pub(crate) fn get_flushing(&self, sid: &str) -> Option<Arc<Session>> {
+        let s = self.sessions.read().get(sid).cloned()?;
+        s.awaiting_flush().then_some(s)
     }
 
     pub(crate) fn remove(&self, sid: &str) {
@@ -215,8 +223,13 @@ impl Engine {
         let created = tokio::time::Instant::now();
         let session = Session::new(transport, self.config.outbound_queue, self.metrics.clone());
         self.metrics.connections_total.inc();
-        self.metrics.connections_open.with_label_values(&[transport.as_str()]).inc();
-        self.sessions.write().insert(session.sid().clone(), session.clone());
+        self.metrics
+            .connections_open
+            .with_label_values(&[transport.as_str()])
+            .inc();
+        self.sessions
+            .write()
+            .insert(session.sid().clone(), session.clone());
         tokio::spawn(session::drive(self.clone(), session.clone(), created));
         let conn = self.handler.on_open(&session);
         session.set_connection(conn);
@@ -239,14 +252,9 @@ impl Engine {
         .encode()
     }
 
-    /// Handles one received packet for `session` (both transports). Returns
-    /// the application's pending work, which the caller awaits before the
-    /// next packet, or an error that has already closed the session.
-    pub(crate) fn on_packet(
-        &self,
-        session: &Session,
-        packet: packet::Packet,
-    ) -> Result<Option<BoxFuture<'static, ()>>, ()> {
+    /// Handles one received packet for `session` (both transports). An error
+    /// means the session has been closed.
+    pub(crate) fn on_packet(&self, session: &Session, packet: packet::Packet) -> Result<(), ()> {
         use packet::Packet;
         self.metrics.packets_received_total.inc();
         let msg = match packet {
@@ -254,13 +262,13 @@ impl Engine {
             Packet::Binary(bytes) => Message::Binary(bytes),
             Packet::Pong(_) => {
                 session.on_pong();
-                return Ok(None);
+                return Ok(());
             }
             Packet::Close => {
                 session.close(CloseReason::ClientClose);
                 return Err(());
             }
-            Packet::Noop | Packet::Ping(_) => return Ok(None),
+            Packet::Noop | Packet::Ping(_) => return Ok(()),
             Packet::Open | Packet::Upgrade => {
                 tracing::debug!(sid = %session.sid(), "unexpected packet from client");
                 session.close(CloseReason::ParseError);
@@ -271,7 +279,7 @@ impl Engine {
             return Err(());
         };
         match conn.on_message(msg) {
-            Ok(pending) => Ok(pending),
+            Ok(()) => Ok(()),
             Err(violation) => {
                 tracing::debug!(sid = %session.sid(), error = %violation, "closing session");
                 session.close(CloseReason::ParseError);

@@ -97,7 +97,7 @@ impl CloseReason {
     }
 
     /// Whether the client should be sent a close packet before the transport ends.
-    fn sends_close_packet(self) -> bool {
+    pub(crate) fn sends_close_packet(self) -> bool {
         matches!(
             self,
             CloseReason::ServerClose | CloseReason::Shutdown | CloseReason::ConnectTimeout
@@ -127,9 +127,19 @@ pub struct Session {
     transport: AtomicU8,
     /// Set while a WebSocket probe for this polling session is in progress.
     pub(crate) upgrading: AtomicBool,
+    /// Woken when an upgrade finishes or is abandoned.
+    pub(crate) upgrade_done: Notify,
     /// Set while a polling POST is being handled (at most one at a time).
     pub(crate) posting: AtomicBool,
     pong: Notify,
+    /// When the unanswered ping expires, while one is outstanding. The driver's
+    /// timer enforces it; lookups check it too so a request arriving at the
+    /// deadline never races the timer's millisecond rounding.
+    pong_deadline: Mutex<Option<Instant>>,
+    /// Set once a closed polling session's last frames (ending in the close
+    /// packet) have been handed to a GET.
+    flushed: AtomicBool,
+    flushed_notify: Notify,
     closed: CancellationToken,
     reason: OnceLock<CloseReason>,
     conn: Mutex<Option<Arc<dyn Connection>>>,
@@ -154,8 +164,12 @@ impl Session {
             rx: Arc::new(tokio::sync::Mutex::new(rx)),
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
+            upgrade_done: Notify::new(),
             posting: AtomicBool::new(false),
             pong: Notify::new(),
+            pong_deadline: Mutex::new(None),
+            flushed: AtomicBool::new(false),
+            flushed_notify: Notify::new(),
             closed: CancellationToken::new(),
             reason: OnceLock::new(),
             conn: Mutex::new(None),
@@ -181,8 +195,14 @@ impl Session {
         let old = self.transport();
         if old != t {
             self.transport.store(t as u8, Ordering::Release);
-            self.metrics.connections_open.with_label_values(&[old.as_str()]).dec();
-            self.metrics.connections_open.with_label_values(&[t.as_str()]).inc();
+            self.metrics
+                .connections_open
+                .with_label_values(&[old.as_str()])
+                .dec();
+            self.metrics
+                .connections_open
+                .with_label_values(&[t.as_str()])
+                .inc();
         }
     }
 
@@ -254,8 +274,32 @@ impl Session {
         &self.closed
     }
 
+    /// Whether this closed polling session still owes its client the close
+    /// packet, which the next GET collects.
+    pub(crate) fn awaiting_flush(&self) -> bool {
+        self.is_closed()
+            && self.transport() == Transport::Polling
+            && self
+                .close_reason()
+                .is_some_and(CloseReason::sends_close_packet)
+            && !self.flushed.load(Ordering::Acquire)
+    }
+
+    /// Records that a GET took the final frames of a closed session.
+    pub(crate) fn mark_flushed(&self) {
+        self.flushed.store(true, Ordering::Release);
+        self.flushed_notify.notify_one();
+    }
+
     pub(crate) fn on_pong(&self) {
+        *self.pong_deadline.lock() = None;
         self.pong.notify_one();
+    }
+
+    /// Whether an unanswered ping has passed its deadline (the session is
+    /// then as good as closed).
+    pub(crate) fn ping_expired(&self, now: Instant) -> bool {
+        self.pong_deadline.lock().is_some_and(|d| now >= d)
     }
 
     pub(crate) fn set_connection(&self, conn: Arc<dyn Connection>) {
@@ -280,10 +324,11 @@ pub(crate) async fn drive(engine: Arc<Engine>, session: Arc<Session>, created: I
             _ = session.closed.cancelled() => break,
             _ = tokio::time::sleep_until(next_ping) => {}
         }
+        let deadline = next_ping + timeout;
+        *session.pong_deadline.lock() = Some(deadline);
         if session.send(Frame::ping()).is_err() {
             break;
         }
-        let deadline = next_ping + timeout;
         tokio::select! {
             _ = session.closed.cancelled() => break,
             _ = session.pong.notified() => {
@@ -296,15 +341,30 @@ pub(crate) async fn drive(engine: Arc<Engine>, session: Arc<Session>, created: I
             }
         }
     }
+    // A polling client is told about a server-side close by its next GET, which
+    // normally follows at once; wait for it a little before forgetting the session.
+    if session.awaiting_flush() {
+        let wait = engine.config.ping_interval.min(FLUSH_WAIT);
+        let _ = tokio::time::timeout(wait, session.flushed_notify.notified()).await;
+    }
     teardown(&engine, &session);
 }
 
+/// Longest wait for a polling client to collect the close packet.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
+
 fn teardown(engine: &Engine, session: &Arc<Session>) {
-    let reason = session.close_reason().unwrap_or(CloseReason::TransportClose);
+    let reason = session
+        .close_reason()
+        .unwrap_or(CloseReason::TransportClose);
     engine.remove(session.sid());
     let m = &session.metrics;
-    m.connections_open.with_label_values(&[session.transport().as_str()]).dec();
-    m.disconnects_total.with_label_values(&[reason.label()]).inc();
+    m.connections_open
+        .with_label_values(&[session.transport().as_str()])
+        .dec();
+    m.disconnects_total
+        .with_label_values(&[reason.label()])
+        .inc();
     let conn = session.conn.lock().take();
     if let Some(conn) = conn {
         conn.on_close(reason);
@@ -326,7 +386,10 @@ mod tests {
         let b = random_id();
         assert_ne!(a, b);
         assert_eq!(a.len(), 22);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
     }
 
     #[tokio::test]

@@ -63,7 +63,8 @@ impl AckSender {
     pub fn send_binary(self, args: &[Value], binary: Vec<Bytes>) {
         let kind = packet::ack_type(&binary);
         let text = packet::encode_message(kind, binary.len(), &self.nsp, Some(self.id), Some(args));
-        let frames = std::iter::once(Frame::Text(text.into())).chain(binary.into_iter().map(Frame::Binary));
+        let frames =
+            std::iter::once(Frame::Text(text.into())).chain(binary.into_iter().map(Frame::Binary));
         let frames: Vec<Frame> = frames.collect();
         let _ = self.session.send_all(frames.into_iter());
     }
@@ -116,7 +117,10 @@ mod tests {
         let (id, rx) = acks.register();
         let (id2, rx2) = acks.register();
         assert_ne!(id, id2);
-        let resp = AckResponse { args: vec![Value::from(1)], binary: vec![] };
+        let resp = AckResponse {
+            args: vec![Value::from(1)],
+            binary: vec![],
+        };
         assert!(acks.resolve(id, resp.clone()));
         assert!(!acks.resolve(id, resp.clone()));
         assert_eq!(rx.await.unwrap(), resp);

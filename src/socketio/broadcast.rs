@@ -69,7 +69,13 @@ impl BroadcastPacket {
 }
 
 /// Encodes an event for one socket (not a broadcast).
-pub(crate) fn event_frames(nsp: &str, name: &str, args: &[Value], binary: &[Bytes], id: Option<u64>) -> SmallVec<[Frame; 1]> {
+pub(crate) fn event_frames(
+    nsp: &str,
+    name: &str,
+    args: &[Value],
+    binary: &[Bytes],
+    id: Option<u64>,
+) -> SmallVec<[Frame; 1]> {
     let payload = EventPayload { name, args };
     let kind = packet::event_type(binary);
     let text = packet::encode_message(kind, binary.len(), nsp, id, Some(&payload));
@@ -128,27 +134,41 @@ impl BroadcastOperator {
     /// Emits an event whose arguments reference binary attachments by placeholder.
     pub fn emit_binary(&self, event: &str, args: &[Value], binary: Vec<Bytes>) {
         let packet = BroadcastPacket::event(event, args, binary);
-        self.ns.adapter().broadcast(&self.ns, packet, self.opts.clone());
+        self.ns
+            .adapter()
+            .broadcast(&self.ns, packet, self.opts.clone());
     }
 
     /// The matching sockets on every node.
     pub async fn fetch_sockets(&self) -> Result<Vec<SocketInfo>, AdapterError> {
-        self.ns.adapter().fetch_sockets(&self.ns, self.opts.clone()).await
+        self.ns
+            .adapter()
+            .fetch_sockets(&self.ns, self.opts.clone())
+            .await
     }
 
     /// Makes the matching sockets join `rooms`, on every node.
     pub async fn join(&self, rooms: Vec<Room>) {
-        self.ns.adapter().add_sockets(&self.ns, self.opts.clone(), rooms).await
+        self.ns
+            .adapter()
+            .add_sockets(&self.ns, self.opts.clone(), rooms)
+            .await
     }
 
     /// Makes the matching sockets leave `rooms`, on every node.
     pub async fn leave(&self, rooms: Vec<Room>) {
-        self.ns.adapter().del_sockets(&self.ns, self.opts.clone(), rooms).await
+        self.ns
+            .adapter()
+            .del_sockets(&self.ns, self.opts.clone(), rooms)
+            .await
     }
 
     /// Disconnects the matching sockets, on every node.
     pub async fn disconnect(&self, close: bool) {
-        self.ns.adapter().disconnect_sockets(&self.ns, self.opts.clone(), close).await
+        self.ns
+            .adapter()
+            .disconnect_sockets(&self.ns, self.opts.clone(), close)
+            .await
     }
 }
 

@@ -17,7 +17,7 @@ pub mod socket;
 #[doc(hidden)]
 pub mod testing;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -121,6 +121,7 @@ impl EngineHandler for IoHandler {
             session: session.clone(),
             sockets: Mutex::new(SmallVec::new()),
             partial: Mutex::new(None),
+            inbox: Mutex::new(Inbox::default()),
             me: me.clone(),
         });
         // Close the connection if it joins no namespace within the connect timeout.
@@ -150,12 +151,31 @@ struct PartialPacket {
     binary: Vec<Bytes>,
 }
 
+/// A client's socket in one namespace, keyed by the namespace name.
+type NamespaceSocket = (Arc<str>, Arc<Socket>);
+
+/// Packets that wait while an async handler of the same client runs.
+#[derive(Default)]
+struct Inbox {
+    busy: bool,
+    queue: VecDeque<(Packet, Vec<Bytes>)>,
+}
+
+/// Most packets one client may have waiting behind a running async handler.
+pub const MAX_DEFERRED_PACKETS: usize = 256;
+
 /// The Socket.IO side of one Engine.IO session.
+///
+/// Ordering: packets are dispatched in arrival order. When a handler returns
+/// a future, it runs on its own task and later packets of this client wait in
+/// the inbox until it completes — except acks, which are always delivered at
+/// once (a handler may be waiting for one).
 pub struct Client {
     io: Arc<Io>,
     session: Arc<Session>,
-    sockets: Mutex<SmallVec<[(Arc<str>, Arc<Socket>); 1]>>,
+    sockets: Mutex<SmallVec<[NamespaceSocket; 1]>>,
     partial: Mutex<Option<PartialPacket>>,
+    inbox: Mutex<Inbox>,
     me: Weak<Client>,
 }
 
@@ -167,7 +187,11 @@ fn violation(msg: impl Into<String>) -> ProtocolViolation {
 
 impl Client {
     fn socket(&self, nsp: &str) -> Option<Arc<Socket>> {
-        self.sockets.lock().iter().find(|(n, _)| &**n == nsp).map(|(_, s)| s.clone())
+        self.sockets
+            .lock()
+            .iter()
+            .find(|(n, _)| &**n == nsp)
+            .map(|(_, s)| s.clone())
     }
 
     pub(crate) fn forget_socket(&self, nsp: &str) {
@@ -200,9 +224,9 @@ impl Client {
                 let Value::String(name) = items.remove(0) else {
                     return Err(violation("event name is not a string"));
                 };
-                let ack = packet
-                    .id
-                    .map(|id| AckSender::new(self.session.clone(), Arc::from(packet.nsp.as_str()), id));
+                let ack = packet.id.map(|id| {
+                    AckSender::new(self.session.clone(), Arc::from(packet.nsp.as_str()), id)
+                });
                 let handler = socket.ns().event_handler(&name);
                 let event = Event {
                     name,
@@ -249,22 +273,84 @@ impl Client {
         let auth = auth.unwrap_or_else(|| Value::Object(Default::default()));
         let socket = Socket::new(ns.clone(), self.session.clone(), self.me.clone(), auth);
         if let Err(message) = ns.check_auth(&socket, socket.auth()) {
-            self.send_packet(PacketType::ConnectError, nsp, &serde_json::json!({ "message": message }));
+            self.send_packet(
+                PacketType::ConnectError,
+                nsp,
+                &serde_json::json!({ "message": message }),
+            );
             return None;
         }
         self.sockets.lock().push((Arc::from(nsp), socket.clone()));
         ns.add_socket(socket.clone());
-        self.send_packet(PacketType::Connect, nsp, &serde_json::json!({ "sid": &**socket.id() }));
+        self.send_packet(
+            PacketType::Connect,
+            nsp,
+            &serde_json::json!({ "sid": &**socket.id() }),
+        );
         ns.connection_handler().and_then(|h| h(socket))
     }
 }
 
+impl Client {
+    /// Dispatches a complete packet now, or queues it behind a running handler.
+    fn route(&self, packet: Packet, binary: Vec<Bytes>) -> Result<(), ProtocolViolation> {
+        if matches!(packet.kind, PacketType::Ack | PacketType::BinaryAck) {
+            return self.dispatch(packet, binary).map(|_| ());
+        }
+        let mut inbox = self.inbox.lock();
+        if inbox.busy {
+            if inbox.queue.len() >= MAX_DEFERRED_PACKETS {
+                return Err(violation("too many packets while a handler is running"));
+            }
+            inbox.queue.push_back((packet, binary));
+            return Ok(());
+        }
+        // Dispatch under the inbox lock so that no later packet overtakes this one.
+        if let Some(work) = self.dispatch(packet, binary)? {
+            inbox.busy = true;
+            drop(inbox);
+            if let Some(me) = self.me.upgrade() {
+                tokio::spawn(me.drain(work));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a handler's future, then the packets that queued up meanwhile.
+    async fn drain(self: Arc<Self>, first: BoxFuture<'static, ()>) {
+        first.await;
+        loop {
+            let next = {
+                let mut inbox = self.inbox.lock();
+                match inbox.queue.pop_front() {
+                    Some(next) if !self.session.is_closed() => next,
+                    _ => {
+                        inbox.queue.clear();
+                        inbox.busy = false;
+                        return;
+                    }
+                }
+            };
+            match self.dispatch(next.0, next.1) {
+                Ok(Some(work)) => work.await,
+                Ok(None) => {}
+                Err(v) => {
+                    tracing::debug!(sid = %self.session.sid(), error = %v, "closing session");
+                    self.session.close(CloseReason::ParseError);
+                }
+            }
+        }
+    }
+}
+
 impl Connection for Client {
-    fn on_message(&self, msg: Message) -> Handled {
+    fn on_message(&self, msg: Message) -> Result<(), ProtocolViolation> {
         match msg {
             Message::Text(text) => {
                 if self.partial.lock().is_some() {
-                    return Err(violation("text packet while binary attachments are pending"));
+                    return Err(violation(
+                        "text packet while binary attachments are pending",
+                    ));
                 }
                 let packet = packet::parse(&text).map_err(|e| violation(e.to_string()))?;
                 if packet.attachments > 0 {
@@ -272,9 +358,9 @@ impl Connection for Client {
                         binary: Vec::with_capacity(packet.attachments),
                         packet,
                     });
-                    return Ok(None);
+                    return Ok(());
                 }
-                self.dispatch(packet, Vec::new())
+                self.route(packet, Vec::new())
             }
             Message::Binary(bytes) => {
                 let complete = {
@@ -290,8 +376,8 @@ impl Connection for Client {
                     }
                 };
                 match complete {
-                    Some(p) => self.dispatch(p.packet, p.binary),
-                    None => Ok(None),
+                    Some(p) => self.route(p.packet, p.binary),
+                    None => Ok(()),
                 }
             }
         }

@@ -73,7 +73,10 @@ impl Namespace {
     }
 
     /// Sets the CONNECT check (auth). Without one every CONNECT is accepted.
-    pub fn on_connect(&self, f: impl Fn(&Arc<Socket>, &Value) -> Result<(), String> + Send + Sync + 'static) {
+    pub fn on_connect(
+        &self,
+        f: impl Fn(&Arc<Socket>, &Value) -> Result<(), String> + Send + Sync + 'static,
+    ) {
         self.handlers.write().auth = Some(Arc::new(f));
     }
 
@@ -112,10 +115,10 @@ impl Namespace {
         F: Fn(Arc<Socket>, Event) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.handlers
-            .write()
-            .events
-            .insert(name.to_owned(), Arc::new(move |s, e| Some(Box::pin(f(s, e)))));
+        self.handlers.write().events.insert(
+            name.to_owned(),
+            Arc::new(move |s, e| Some(Box::pin(f(s, e)))),
+        );
     }
 
     /// Sets the handler for events that have no handler of their own.
@@ -209,7 +212,11 @@ impl Namespace {
     fn for_each_matching(&self, opts: &BroadcastOptions, mut f: impl FnMut(&Arc<Socket>)) -> usize {
         let sockets = self.sockets.read();
         let rooms = self.rooms.read();
-        let excluded = |id: &Sid| opts.except.iter().any(|r| **r == **id || rooms.contains(r, id));
+        let excluded = |id: &Sid| {
+            opts.except
+                .iter()
+                .any(|r| **r == **id || rooms.contains(r, id))
+        };
         let mut count = 0;
         let mut visit = |s: &Arc<Socket>| {
             if !excluded(s.id()) {
@@ -220,7 +227,10 @@ impl Namespace {
         match opts.rooms.as_slice() {
             [] => sockets.values().for_each(&mut visit),
             [room] => match rooms.members(room) {
-                Some(members) => members.iter().filter_map(|id| sockets.get(id)).for_each(&mut visit),
+                Some(members) => members
+                    .iter()
+                    .filter_map(|id| sockets.get(id))
+                    .for_each(&mut visit),
                 None => sockets.get(room).into_iter().for_each(&mut visit),
             },
             many => {

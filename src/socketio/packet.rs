@@ -121,7 +121,9 @@ pub fn parse(s: &str) -> Result<Packet, ParseError> {
         if i == start || i >= bytes.len() || bytes[i] != b'-' {
             return Err(ParseError::InvalidAttachments);
         }
-        attachments = s[start..i].parse().map_err(|_| ParseError::InvalidAttachments)?;
+        attachments = s[start..i]
+            .parse()
+            .map_err(|_| ParseError::InvalidAttachments)?;
         if attachments == 0 || attachments > MAX_ATTACHMENTS {
             return Err(ParseError::InvalidAttachments);
         }
@@ -181,7 +183,13 @@ pub fn parse(s: &str) -> Result<Packet, ParseError> {
 pub const MAX_ATTACHMENTS: usize = 1024;
 
 /// Writes the header of a packet: type, attachment count, namespace, ack id.
-fn write_header(out: &mut Vec<u8>, kind: PacketType, attachments: usize, nsp: &str, id: Option<u64>) {
+fn write_header(
+    out: &mut Vec<u8>,
+    kind: PacketType,
+    attachments: usize,
+    nsp: &str,
+    id: Option<u64>,
+) {
     out.push(kind.as_char() as u8);
     if kind.is_binary() {
         out.extend_from_slice(attachments.to_string().as_bytes());
@@ -276,12 +284,18 @@ mod tests {
     #[test]
     fn parses_connect_forms() {
         let c = p("0");
-        assert_eq!((c.kind, c.nsp.as_str(), c.data), (PacketType::Connect, "/", None));
+        assert_eq!(
+            (c.kind, c.nsp.as_str(), c.data),
+            (PacketType::Connect, "/", None)
+        );
         assert_eq!(p("0{\"token\":\"123\"}").data, Some(json!({"token":"123"})));
         assert_eq!(p("0/custom,").nsp, "/custom");
         assert_eq!(p("0/custom").nsp, "/custom");
         let c = p("0/custom,{\"token\":\"abc\"}");
-        assert_eq!((c.nsp.as_str(), c.data), ("/custom", Some(json!({"token":"abc"}))));
+        assert_eq!(
+            (c.nsp.as_str(), c.data),
+            ("/custom", Some(json!({"token":"abc"})))
+        );
         assert_eq!(p("1/custom,").kind, PacketType::Disconnect);
         assert_eq!(p("1").nsp, "/");
     }
@@ -300,7 +314,10 @@ mod tests {
         let b = p(r#"52-789["message-with-ack",{"_placeholder":true,"num":0}]"#);
         assert_eq!(b.id, Some(789));
         let b = p(r#"61-/custom,3[{"_placeholder":true,"num":0}]"#);
-        assert_eq!((b.kind, b.nsp.as_str(), b.id), (PacketType::BinaryAck, "/custom", Some(3)));
+        assert_eq!(
+            (b.kind, b.nsp.as_str(), b.id),
+            (PacketType::BinaryAck, "/custom", Some(3))
+        );
         assert_eq!(p("312[]").id, Some(12));
     }
 
@@ -309,30 +326,75 @@ mod tests {
         assert_eq!(parse(""), Err(ParseError::Empty));
         assert_eq!(parse("abc"), Err(ParseError::UnknownType));
         assert_eq!(parse("7"), Err(ParseError::UnknownType));
-        assert_eq!(parse("2{}"), Err(ParseError::InvalidPayload(PacketType::Event)));
-        assert_eq!(parse("2"), Err(ParseError::InvalidPayload(PacketType::Event)));
-        assert_eq!(parse("2[]"), Err(ParseError::InvalidPayload(PacketType::Event)));
-        assert_eq!(parse("2[1]"), Err(ParseError::InvalidPayload(PacketType::Event)));
-        assert_eq!(parse(r#"2["disconnect"]"#), Err(ParseError::InvalidPayload(PacketType::Event)));
-        assert_eq!(parse(r#"2abc["message-with-ack",1]"#), Err(ParseError::InvalidJson));
-        assert_eq!(parse("0[]"), Err(ParseError::InvalidPayload(PacketType::Connect)));
-        assert_eq!(parse("0\"x\""), Err(ParseError::InvalidPayload(PacketType::Connect)));
-        assert_eq!(parse("1{}"), Err(ParseError::InvalidPayload(PacketType::Disconnect)));
-        assert_eq!(parse("3{}"), Err(ParseError::InvalidPayload(PacketType::Ack)));
-        assert_eq!(parse("4{}"), Err(ParseError::InvalidPayload(PacketType::ConnectError)));
+        assert_eq!(
+            parse("2{}"),
+            Err(ParseError::InvalidPayload(PacketType::Event))
+        );
+        assert_eq!(
+            parse("2"),
+            Err(ParseError::InvalidPayload(PacketType::Event))
+        );
+        assert_eq!(
+            parse("2[]"),
+            Err(ParseError::InvalidPayload(PacketType::Event))
+        );
+        assert_eq!(
+            parse("2[1]"),
+            Err(ParseError::InvalidPayload(PacketType::Event))
+        );
+        assert_eq!(
+            parse(r#"2["disconnect"]"#),
+            Err(ParseError::InvalidPayload(PacketType::Event))
+        );
+        assert_eq!(
+            parse(r#"2abc["message-with-ack",1]"#),
+            Err(ParseError::InvalidJson)
+        );
+        assert_eq!(
+            parse("0[]"),
+            Err(ParseError::InvalidPayload(PacketType::Connect))
+        );
+        assert_eq!(
+            parse("0\"x\""),
+            Err(ParseError::InvalidPayload(PacketType::Connect))
+        );
+        assert_eq!(
+            parse("1{}"),
+            Err(ParseError::InvalidPayload(PacketType::Disconnect))
+        );
+        assert_eq!(
+            parse("3{}"),
+            Err(ParseError::InvalidPayload(PacketType::Ack))
+        );
+        assert_eq!(
+            parse("4{}"),
+            Err(ParseError::InvalidPayload(PacketType::ConnectError))
+        );
         assert_eq!(parse(r#"5["x"]"#), Err(ParseError::InvalidAttachments));
         assert_eq!(parse(r#"50-["x"]"#), Err(ParseError::InvalidAttachments));
         assert_eq!(parse(r#"51["x"]"#), Err(ParseError::InvalidAttachments));
-        assert_eq!(parse("52-"), Err(ParseError::InvalidPayload(PacketType::BinaryEvent)));
-        assert_eq!(parse("599999999999999999999999-[\"x\"]"), Err(ParseError::InvalidAttachments));
-        assert_eq!(parse("299999999999999999999999[\"x\"]"), Err(ParseError::InvalidAckId));
+        assert_eq!(
+            parse("52-"),
+            Err(ParseError::InvalidPayload(PacketType::BinaryEvent))
+        );
+        assert_eq!(
+            parse("599999999999999999999999-[\"x\"]"),
+            Err(ParseError::InvalidAttachments)
+        );
+        assert_eq!(
+            parse("299999999999999999999999[\"x\"]"),
+            Err(ParseError::InvalidAckId)
+        );
         assert_eq!(parse("2[\"x\""), Err(ParseError::InvalidJson));
     }
 
     #[test]
     fn encodes_byte_exact() {
         let args = [json!(1), json!("2"), json!({"3":[true]})];
-        let payload = EventPayload { name: "message-back", args: &args };
+        let payload = EventPayload {
+            name: "message-back",
+            args: &args,
+        };
         assert_eq!(
             encode_message(PacketType::Event, 0, "/", None, Some(&payload)),
             r#"42["message-back",1,"2",{"3":[true]}]"#
@@ -348,7 +410,13 @@ mod tests {
             r#"462-789[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#
         );
         assert_eq!(
-            encode_message(PacketType::Connect, 0, "/custom", None, Some(&json!({"sid":"x"}))),
+            encode_message(
+                PacketType::Connect,
+                0,
+                "/custom",
+                None,
+                Some(&json!({"sid":"x"}))
+            ),
             r#"40/custom,{"sid":"x"}"#
         );
         assert_eq!(
@@ -361,7 +429,10 @@ mod tests {
             ),
             r#"44/random,{"message":"Invalid namespace"}"#
         );
-        assert_eq!(encode_message::<Value>(PacketType::Disconnect, 0, "/", None, None), "41");
+        assert_eq!(
+            encode_message::<Value>(PacketType::Disconnect, 0, "/", None, None),
+            "41"
+        );
     }
 
     #[test]

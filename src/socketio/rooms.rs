@@ -21,7 +21,10 @@ pub struct RoomIndex {
 impl RoomIndex {
     /// Adds `sid` to `room`.
     pub fn join(&mut self, room: &Room, sid: &Sid) {
-        self.rooms.entry(room.clone()).or_default().insert(sid.clone());
+        self.rooms
+            .entry(room.clone())
+            .or_default()
+            .insert(sid.clone());
     }
 
     /// Removes `sid` from `room`, dropping the room when it empties.

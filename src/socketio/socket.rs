@@ -105,12 +105,20 @@ pub struct Socket {
 
 impl std::fmt::Debug for Socket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Socket").field("id", &self.id).field("ns", &self.ns.name()).finish()
+        f.debug_struct("Socket")
+            .field("id", &self.id)
+            .field("ns", &self.ns.name())
+            .finish()
     }
 }
 
 impl Socket {
-    pub(crate) fn new(ns: Arc<Namespace>, session: Arc<Session>, client: Weak<Client>, auth: Value) -> Arc<Socket> {
+    pub(crate) fn new(
+        ns: Arc<Namespace>,
+        session: Arc<Session>,
+        client: Weak<Client>,
+        auth: Value,
+    ) -> Arc<Socket> {
         Arc::new(Socket {
             id: crate::engineio::session::random_id(),
             ns,
@@ -164,7 +172,9 @@ impl Socket {
         }
         if frames.len() == 1 {
             // unwrap-free fast path for the common, attachment-less packet.
-            let Some(frame) = frames.into_iter().next() else { return Ok(()) };
+            let Some(frame) = frames.into_iter().next() else {
+                return Ok(());
+            };
             return Ok(self.session.send(frame)?);
         }
         Ok(self.session.send_all(frames.into_iter())?)
@@ -176,7 +186,12 @@ impl Socket {
     }
 
     /// Emits an event whose arguments reference binary attachments.
-    pub fn emit_binary(&self, event: &str, args: &[Value], binary: &[Bytes]) -> Result<(), EmitError> {
+    pub fn emit_binary(
+        &self,
+        event: &str,
+        args: &[Value],
+        binary: &[Bytes],
+    ) -> Result<(), EmitError> {
         self.send_frames(event_frames(self.ns.name(), event, args, binary, None))
     }
 
@@ -257,7 +272,8 @@ impl Socket {
         if !self.connected() {
             return;
         }
-        let text = packet::encode_message::<Value>(PacketType::Disconnect, 0, self.ns.name(), None, None);
+        let text =
+            packet::encode_message::<Value>(PacketType::Disconnect, 0, self.ns.name(), None, None);
         let _ = self.session.send(Frame::Text(text.into()));
         if let Some(client) = self.client.upgrade() {
             client.forget_socket(self.ns.name());

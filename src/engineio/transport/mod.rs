@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{Engine, EngineError, EngineQuery, Transport};
 
-fn header_str<'a>(req: &'a HttpRequest, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -53,18 +53,18 @@ pub(crate) async fn dispatch(
         // A refused WebSocket request must not be left hanging: close the connection.
         if upgrade {
             let mut resp = actix_web::ResponseError::error_response(&e);
-            resp.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
+            resp.head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close);
             Ok(resp)
         } else {
             Err(e)
         }
     };
 
-    if !engine
-        .config
-        .origins
-        .allows(header_str(req, header::ORIGIN), header_str(req, header::HOST))
-    {
+    if !engine.config.origins.allows(
+        header_str(req, header::ORIGIN),
+        header_str(req, header::HOST),
+    ) {
         tracing::debug!(origin = ?header_str(req, header::ORIGIN), "origin refused");
         return refuse(EngineError::Forbidden);
     }
@@ -111,7 +111,14 @@ pub(crate) async fn dispatch(
             None if req.method() == Method::GET => polling::handshake(engine)?,
             None => return Err(EngineError::BadHandshakeMethod),
             Some(sid) => {
-                let session = engine.get(&sid).ok_or(EngineError::SessionUnknown)?;
+                let session = engine
+                    .get(&sid)
+                    .or_else(|| {
+                        (req.method() == Method::GET)
+                            .then(|| engine.get_flushing(&sid))
+                            .flatten()
+                    })
+                    .ok_or(EngineError::SessionUnknown)?;
                 if session.transport() != Transport::Polling {
                     return Err(EngineError::BadRequest);
                 }

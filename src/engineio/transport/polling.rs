@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use actix_web::HttpResponse;
 use actix_web::web;
@@ -15,6 +16,9 @@ use futures_util::StreamExt;
 use super::super::packet::Frame;
 use super::super::payload;
 use super::super::{CloseReason, Engine, EngineError, Session, Transport};
+
+/// How long a GET that arrives during an upgrade waits for the upgrade to settle.
+const UPGRADE_SETTLE: Duration = Duration::from_millis(50);
 
 fn text_response(body: impl Into<String>) -> HttpResponse {
     HttpResponse::Ok()
@@ -40,6 +44,16 @@ pub(crate) async fn poll(
     engine: &Arc<Engine>,
     session: Arc<Session>,
 ) -> Result<HttpResponse, EngineError> {
+    if session.upgrading.load(Ordering::Acquire) {
+        // A WebSocket probe is under way. The client may already have sent `5` on
+        // it: give that frame a moment to be processed so that this GET is refused
+        // after a completed upgrade, and otherwise answered (with the probe's noop).
+        let done = session.upgrade_done.notified();
+        let _ = tokio::time::timeout(UPGRADE_SETTLE, done).await;
+        if session.transport() != Transport::Polling {
+            return Err(EngineError::BadRequest);
+        }
+    }
     let Ok(mut rx) = session.rx.clone().try_lock_owned() else {
         tracing::debug!(sid = %session.sid(), "second concurrent poll; closing session");
         session.close(CloseReason::DuplicatePoll);
@@ -60,6 +74,7 @@ pub(crate) async fn poll(
                 while let Ok(f) = rx.try_recv() {
                     rest.push(f);
                 }
+                session.mark_flushed();
                 if rest.is_empty() {
                     "1".to_owned()
                 } else {
@@ -83,6 +98,9 @@ pub(crate) async fn poll(
         }
     }
     drop(rx);
+    if session.is_closed() {
+        session.mark_flushed();
+    }
     let body = payload::encode(&frames);
     let m = engine.metrics();
     m.packets_sent_total.inc_by(frames.len() as u64);
@@ -123,7 +141,10 @@ pub(crate) async fn post(
         }
         buf.extend_from_slice(&chunk);
     }
-    engine.metrics().bytes_received_total.inc_by(buf.len() as u64);
+    engine
+        .metrics()
+        .bytes_received_total
+        .inc_by(buf.len() as u64);
     let Ok(text) = ByteString::try_from(buf.freeze()) else {
         session.close(CloseReason::ParseError);
         return Err(EngineError::BadRequest);
@@ -138,8 +159,7 @@ pub(crate) async fn post(
     };
     for packet in packets {
         match engine.on_packet(&session, packet) {
-            Ok(Some(pending)) => pending.await,
-            Ok(None) => {}
+            Ok(()) => {}
             // A close packet from the client is a normal end: answer `ok`.
             Err(()) if session.close_reason() == Some(CloseReason::ClientClose) => break,
             Err(()) => return Err(EngineError::BadRequest),

@@ -2,8 +2,7 @@
 //! WebSocket, and the upgrade of a polling session (`2probe` / `3probe` / `5`).
 //!
 //! One loop per connection `select!`s on the session's close token, the
-//! application's pending work for the last message, the outbound queue and
-//! the client's frames. One Engine.IO packet per frame: text packets in text
+//! outbound queue and the client's frames. One Engine.IO packet per frame: text packets in text
 //! frames, binary messages as raw binary frames.
 
 use std::sync::Arc;
@@ -11,7 +10,6 @@ use std::sync::atomic::Ordering;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::AggregatedMessage;
-use futures_util::future::BoxFuture;
 use tokio::sync::OwnedMutexGuard;
 use tokio::sync::mpsc::Receiver;
 
@@ -26,10 +24,12 @@ fn accept(
     req: &HttpRequest,
     body: web::Payload,
 ) -> Result<(HttpResponse, actix_ws::Session, Stream), EngineError> {
-    let (resp, ws, stream) =
-        actix_ws::handle(req, body).map_err(|_| EngineError::BadRequest)?;
+    let (resp, ws, stream) = actix_ws::handle(req, body).map_err(|_| EngineError::BadRequest)?;
     let max = engine.config.max_payload;
-    let stream = stream.max_frame_size(max).aggregate_continuations().max_continuation_size(max);
+    let stream = stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max);
     Ok((resp, ws, stream))
 }
 
@@ -81,7 +81,12 @@ pub(crate) fn upgrade(
     Ok(resp)
 }
 
-async fn probe(engine: Arc<Engine>, session: Arc<Session>, mut ws: actix_ws::Session, mut stream: Stream) {
+async fn probe(
+    engine: Arc<Engine>,
+    session: Arc<Session>,
+    mut ws: actix_ws::Session,
+    mut stream: Stream,
+) {
     let deadline = tokio::time::Instant::now() + engine.config.upgrade_timeout;
     let upgraded = loop {
         let msg = tokio::select! {
@@ -111,10 +116,12 @@ async fn probe(engine: Arc<Engine>, session: Arc<Session>, mut ws: actix_ws::Ses
     };
     if !upgraded {
         session.upgrading.store(false, Ordering::Release);
+        session.upgrade_done.notify_waiters();
         let _ = ws.close(None).await;
         return;
     }
     session.set_transport(Transport::WebSocket);
+    session.upgrade_done.notify_waiters();
     // Polling requests now get 400; wait for a pending GET to hand the queue over.
     let rx = match session.rx.clone().try_lock_owned() {
         Ok(rx) => Some(rx),
@@ -138,20 +145,17 @@ async fn probe(engine: Arc<Engine>, session: Arc<Session>, mut ws: actix_ws::Ses
     }
 }
 
-async fn write(engine: &Engine, ws: &mut actix_ws::Session, frame: Frame) -> Result<(), actix_ws::Closed> {
+async fn write(
+    engine: &Engine,
+    ws: &mut actix_ws::Session,
+    frame: Frame,
+) -> Result<(), actix_ws::Closed> {
     let m = engine.metrics();
     m.packets_sent_total.inc();
     m.bytes_sent_total.inc_by(frame.len() as u64);
     match frame {
         Frame::Text(t) => ws.text(t).await,
         Frame::Binary(b) => ws.binary(b).await,
-    }
-}
-
-async fn pending_work(work: &mut Option<BoxFuture<'static, ()>>) {
-    match work {
-        Some(f) => f.await,
-        None => std::future::pending().await,
     }
 }
 
@@ -163,13 +167,11 @@ async fn run(
     mut stream: Stream,
     mut rx: OwnedMutexGuard<Receiver<Frame>>,
 ) {
-    let mut work: Option<BoxFuture<'static, ()>> = None;
     let closed = session.closed().clone();
     loop {
         tokio::select! {
             biased;
             _ = closed.cancelled() => break,
-            () = pending_work(&mut work) => work = None,
             frame = rx.recv() => match frame {
                 Some(frame) => {
                     if write(&engine, &mut ws, frame).await.is_err() {
@@ -179,7 +181,7 @@ async fn run(
                 }
                 None => break,
             },
-            msg = stream.recv(), if work.is_none() => {
+            msg = stream.recv() => {
                 let packet = match msg {
                     Some(Ok(AggregatedMessage::Text(text))) => {
                         engine.metrics().bytes_received_total.inc_by(text.len() as u64);
@@ -211,15 +213,17 @@ async fn run(
                         break;
                     }
                 };
-                match engine.on_packet(&session, packet) {
-                    Ok(pending) => work = pending,
-                    Err(()) => break,
+                if engine.on_packet(&session, packet).is_err() {
+                    break;
                 }
             }
         }
     }
     // Write what is still queued (e.g. a disconnect and the close packet), then close.
-    if session.close_reason().is_some_and(|r| r != CloseReason::TransportClose) {
+    if session
+        .close_reason()
+        .is_some_and(|r| r != CloseReason::TransportClose)
+    {
         while let Ok(frame) = rx.try_recv() {
             if write(&engine, &mut ws, frame).await.is_err() {
                 break;

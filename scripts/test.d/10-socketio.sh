@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The Socket.IO protocol core (examples/echo) and the chat application (hubbub-server)
+# driven by the official socket.io-client 4.x from Node (tests/node, `npm ci` from its
+# committed lockfile).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source scripts/lib.sh
+
+ensure_apt nodejs node
+ensure_npm tests/node
+echo "==> cargo build --bin hubbub-server --example echo"
+cargo build --locked --bin hubbub-server --example echo
+cd tests/node
+node --test --test-concurrency=1 ./*.test.mjs

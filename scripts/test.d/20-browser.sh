@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The web page and hubbub's browser Socket.IO client, tested in headless Chromium (Debian's
+# `chromium`, driven by playwright-core from tests/browser; no browser is downloaded) against
+# target/debug/hubbub-server, plus protocol and interop tests of the client.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source scripts/lib.sh
+
+ensure_apt chromium chromium
+ensure_npm tests/browser
+echo "==> cargo build --bin hubbub-server"
+cargo build --locked --bin hubbub-server
+cd tests/browser
+node --test --test-concurrency=1 --test-reporter=spec ./*.test.js
