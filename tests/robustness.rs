@@ -1249,10 +1249,10 @@ mod websocket {
             let polling = srv.polling_client().await;
             let pending = srv.spawn_get(&polling.query());
             let ws_query = format!("EIO=4&transport=websocket&sid={}", polling.sid);
-            let mut ws = srv.ws(&ws_query, None).await.expect("upgrade accepted");
             for _ in 0..3 {
                 srv.assert_healthz().await;
             }
+            let mut ws = srv.ws(&ws_query, None).await.expect("upgrade accepted");
             ws.send_text("5").await;
             let started = Instant::now();
             ws.assert_healthy().await;
