@@ -348,6 +348,28 @@ impl PollingClient<'_> {
         }
     }
 
+    /// Polls and answers pings until `duration` has passed (a poll is never
+    /// abandoned half-way, so no ping gets lost); returns how many were answered.
+    async fn keep_alive(&mut self, duration: Duration) -> usize {
+        let deadline = Instant::now() + duration;
+        let mut pings = 0;
+        while Instant::now() < deadline {
+            let reply = self.srv.get(&self.query()).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::OK,
+                "polling keep-alive: {reply:?}"
+            );
+            for record in reply.records() {
+                if record == "2" {
+                    pings += 1;
+                    self.send("3").await;
+                }
+            }
+        }
+        pings
+    }
+
     /// An acked `who` round trip: the session is alive end to end.
     async fn assert_healthy(&mut self) {
         let id = self.next_ack;
@@ -418,6 +440,31 @@ impl WsClient {
             .tx
             .send(ws::Message::Text(text.to_owned().into()))
             .await;
+    }
+
+    /// Sends `text` as one message split over several frames (continuations).
+    async fn send_fragmented(&mut self, text: &str, fragments: usize) {
+        use actix_ws::Item;
+        let bytes = Bytes::copy_from_slice(text.as_bytes());
+        let step = bytes.len().div_ceil(fragments).max(1);
+        let mut at = 0;
+        while at < bytes.len() {
+            let end = (at + step).min(bytes.len());
+            let chunk = bytes.slice(at..end);
+            let item = match (at == 0, end == bytes.len()) {
+                (true, _) => Item::FirstText(chunk),
+                (false, false) => Item::Continue(chunk),
+                (false, true) => Item::Last(chunk),
+            };
+            let _ = self.tx.send(ws::Message::Continuation(item)).await;
+            at = end;
+        }
+        if step >= bytes.len() {
+            let _ = self
+                .tx
+                .send(ws::Message::Continuation(Item::Last(Bytes::new())))
+                .await;
+        }
     }
 
     async fn send_binary(&mut self, bytes: Vec<u8>) {
@@ -1168,6 +1215,18 @@ mod websocket {
         ws.send_text(&at_limit).await;
         ws.assert_healthy().await;
 
+        // A message in fragments is reassembled; its total counts against maxPayload.
+        let mut ws = srv.ws_open().await;
+        ws.connect_ns().await;
+        ws.send_fragmented(r#"421["who"]"#, 4).await;
+        let ack = ws.recv_text().await;
+        assert!(ack.starts_with(r#"431[{"online":"#), "{ack}");
+        ws.send_fragmented(&at_limit, 7).await;
+        ws.assert_healthy().await;
+        let over = format!(r#"42["x","{}"]"#, "y".repeat(MAX_PAYLOAD - 9));
+        ws.send_fragmented(&over, 20).await;
+        ws.expect_closed().await;
+
         for binary in [false, true] {
             let mut ws = srv.ws_open().await;
             ws.connect_ns().await;
@@ -1365,6 +1424,7 @@ mod heartbeat {
         });
         let mut canary = srv.ws_open().await;
         canary.connect_ns().await;
+        let mut polling_canary = srv.polling_client().await;
 
         let started = Instant::now();
         let mut silent_ws = srv.ws_open().await;
@@ -1382,9 +1442,11 @@ mod heartbeat {
             }
             (pinged, started.elapsed())
         };
-        // The canary answers pings the whole time (well past the silent clients' deadline).
+        // The canaries answer pings the whole time (well past the silent clients' deadline).
         let keep = canary.keep_alive(3 * (interval + ping_timeout));
-        let ((pinged, closed_after), pings) = futures_util::join!(watch_silent, keep);
+        let keep_polling = polling_canary.keep_alive(3 * (interval + ping_timeout));
+        let ((pinged, closed_after), pings, polling_pings) =
+            futures_util::join!(watch_silent, keep, keep_polling);
         assert!(pinged, "the silent client was never pinged");
         assert!(
             closed_after >= interval + ping_timeout - Duration::from_millis(20)
@@ -1392,12 +1454,17 @@ mod heartbeat {
             "closed after {closed_after:?}"
         );
         assert!(pings >= 2, "canary answered {pings} pings");
+        assert!(
+            polling_pings >= 2,
+            "polling canary answered {polling_pings} pings"
+        );
 
         // The polling session that never polled is gone by now.
         let q = format!("EIO=4&transport=polling&sid={silent_poll}");
         srv.get(&q).await.assert_error(400, 1, "Session ID unknown");
 
         canary.assert_healthy().await;
+        polling_canary.assert_healthy().await;
         srv.assert_healthz().await;
         assert_no_panics();
     }
