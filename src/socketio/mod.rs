@@ -14,6 +14,8 @@ pub mod namespace;
 pub mod packet;
 pub mod rooms;
 pub mod socket;
+#[doc(hidden)]
+pub mod testing;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
