@@ -50,6 +50,7 @@ fn socketio_handler(metrics: Arc<Metrics>) -> Arc<dyn EngineHandler> {
     let io = Io::new(
         IoConfig {
             connect_timeout: Duration::from_millis(1000),
+            max_attachment_bytes: 1_000_000,
         },
         Arc::new(MemoryAdapter),
         metrics,

@@ -108,6 +108,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let io = Io::new(
         IoConfig {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            max_attachment_bytes: config.max_payload,
         },
         adapter,
         metrics.clone(),

@@ -145,6 +145,7 @@ impl Server {
         let io = Io::new(
             IoConfig {
                 connect_timeout: Duration::from_secs(45),
+                max_attachment_bytes: MAX_PAYLOAD,
             },
             Arc::new(MemoryAdapter),
             metrics.clone(),
@@ -1558,6 +1559,30 @@ mod socketio {
             canary.next_event().await,
             WsEvent::Binary(Bytes::from_static(&[1, 2, 3]))
         );
+
+        canary.assert_healthy().await;
+        srv.assert_healthz().await;
+        assert_no_panics();
+    }
+
+    #[actix_web::test]
+    async fn attachments_over_the_size_limit_close_the_connection() {
+        let srv = Server::start(settings());
+        let mut canary = srv.ws_open().await;
+        canary.connect_ns().await;
+
+        // Each frame fits maxPayload, but together they exceed the per-packet limit.
+        let placeholders: Vec<String> = (0..4)
+            .map(|i| format!(r#"{{"_placeholder":true,"num":{i}}}"#))
+            .collect();
+        let announce = format!(r#"454-["sendToAll",{}]"#, placeholders.join(","));
+        let mut ws = srv.ws_open().await;
+        ws.connect_ns().await;
+        ws.send_text(&announce).await;
+        for _ in 0..3 {
+            ws.send_binary(vec![7u8; MAX_PAYLOAD / 2]).await;
+        }
+        ws.expect_closed().await;
 
         canary.assert_healthy().await;
         srv.assert_healthz().await;
