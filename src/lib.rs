@@ -17,11 +17,13 @@
 //! | [`chat`] | the chat + Q&A application and its `Store` | engineio internals |
 //! | [`http`] | the one route table | |
 //! | [`server`] | wiring and graceful shutdown | |
+//! | [`bench`] | the `hubbub-bench` load tool: a hand-made Socket.IO client and its scenarios | every server module |
 //! | [`operator`] | the Kubernetes operator for `ChatRoom` | engineio, socketio, cluster, chat |
 //!
 //! The binaries in `src/bin/` only parse arguments, set up telemetry and call
 //! into this library.
 
+pub mod bench;
 pub mod chat;
 pub mod cluster;
 pub mod config;

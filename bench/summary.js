@@ -1,0 +1,78 @@
+// Summarises the JSON reports that bench/compare.sh leaves in a directory:
+// medians per scenario and server, and the ratios hubbub / socket.io.
+// Usage: node bench/summary.js DIR
+const fs = require("fs");
+const path = require("path");
+
+const dir = process.argv[2];
+const runs = {}; // scenario -> server -> [report]
+let failed = 0;
+for (const file of fs.readdirSync(dir).sort()) {
+  const m = file.match(/^(fanout-\d+(?:\.\d+)?|idle|saturate)-(socketio|hubbub)-\d+\.json$/);
+  if (!m) continue;
+  let report;
+  try {
+    report = JSON.parse(fs.readFileSync(path.join(dir, file), "utf8"));
+  } catch {
+    failed += 1;
+    continue;
+  }
+  ((runs[m[1]] ??= {})[m[2]] ??= []).push(report);
+}
+
+const median = (xs) => {
+  const s = xs.filter((x) => x !== null && x !== undefined).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+};
+const fmt = (x, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : "n/a");
+const ratio = (h, s) => (Number.isFinite(h) && Number.isFinite(s) && s !== 0 ? fmt(h / s) + "x" : "n/a");
+
+const fanoutMetrics = [
+  ["deliveries/s", (r) => r.deliveries_per_sec, 0],
+  ["loss %", (r) => r.loss_ratio * 100, 3],
+  ["p50 ms", (r) => r.latency_ms.p50, 2],
+  ["p90 ms", (r) => r.latency_ms.p90, 2],
+  ["p99 ms", (r) => r.latency_ms.p99, 2],
+  ["p99.9 ms", (r) => r.latency_ms.p999, 2],
+  ["max ms", (r) => r.latency_ms.max, 2],
+  ["server CPU s (send + drain)", (r) => r.server_cpu_secs, 2],
+  ["server CPU µs per delivery", (r) => r.server_cpu_us_per_delivery, 2],
+  ["load tool CPU s", (r) => r.client_cpu_secs, 2],
+];
+const idleMetrics = [
+  ["established", (r) => r.established, 0],
+  ["connects/s", (r) => r.connects_per_sec, 0],
+  ["server bytes/connection", (r) => r.bytes_per_connection, 0],
+  ["handshake p99 ms", (r) => r.latency_ms.p99, 2],
+];
+
+const saturateMetrics = [
+  ["best deliveries/s (zero loss, p99 <= bound)", (r) => r.best?.deliveries_per_sec ?? 0, 0],
+  ["at msg/s", (r) => r.best?.rate ?? 0, 0],
+  ["p99 ms at best", (r) => r.best?.latency_ms.p99, 2],
+  ["server CPU µs per delivery at best", (r) => r.best?.server_cpu_us_per_delivery, 2],
+  ["first failing msg/s", (r) => {
+      const last = r.steps.at(-1);
+      return last && (!r.best || last.rate !== r.best.rate) ? last.rate : null;
+    }, 0],
+];
+
+for (const scenario of Object.keys(runs).sort()) {
+  const metrics = { idle: idleMetrics, saturate: saturateMetrics }[scenario] ?? fanoutMetrics;
+  const title =
+    { idle: "idle connections", saturate: "saturate (p99 bound 50 ms)" }[scenario] ??
+    `fan-out at ${scenario.slice(7)} msg/s`;
+  const s = runs[scenario].socketio ?? [];
+  const h = runs[scenario].hubbub ?? [];
+  console.log(`\n### ${title} (runs: socket.io ${s.length}, hubbub ${h.length})\n`);
+  console.log("| metric (median) | socket.io 4.8 | hubbub | hubbub / socket.io |");
+  console.log("|---|---:|---:|---:|");
+  for (const [name, get, digits] of metrics) {
+    const sm = median(s.map(get));
+    const hm = median(h.map(get));
+    console.log(`| ${name} | ${fmt(sm, digits)} | ${fmt(hm, digits)} | ${ratio(hm, sm)} |`);
+  }
+}
+if (failed) console.log(`\n${failed} run(s) failed and are not counted.`);
