@@ -46,18 +46,29 @@ impl EngineHandler for EchoHandler {
     }
 }
 
+/// Emits the `auth` event echoing the CONNECT payload, right after the CONNECT
+/// reply. It goes out a few milliseconds later so that the two frames reach the
+/// suite in separate reads: with `ws` >= 8.17 (`allowSynchronousEvents`), frames
+/// that arrive in one read are all delivered in one tick, and the suite, which
+/// attaches a one-shot listener per expected frame, would miss the second.
+fn emit_auth(socket: Arc<hubbub::socketio::Socket>) {
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let _ = socket.emit("auth", std::slice::from_ref(socket.auth()));
+    });
+}
+
 fn socketio_handler(metrics: Arc<Metrics>) -> Arc<dyn EngineHandler> {
     let io = Io::new(
         IoConfig {
             connect_timeout: Duration::from_millis(1000),
+            max_attachment_bytes: 1_000_000,
         },
         Arc::new(MemoryAdapter),
         metrics,
     );
     let main = io.of("/");
-    main.on_connection(|socket| {
-        let _ = socket.emit("auth", std::slice::from_ref(socket.auth()));
-    });
+    main.on_connection(emit_auth);
     main.on("message", |socket, event| {
         let _ = socket.emit_binary("message-back", &event.args, &event.binary);
     });
@@ -67,9 +78,7 @@ fn socketio_handler(metrics: Arc<Metrics>) -> Arc<dyn EngineHandler> {
         }
     });
     let custom = io.of("/custom");
-    custom.on_connection(|socket| {
-        let _ = socket.emit("auth", std::slice::from_ref(socket.auth()));
-    });
+    custom.on_connection(emit_auth);
     Arc::new(IoHandler(io))
 }
 

@@ -142,6 +142,7 @@ async fn main() -> anyhow::Result<()> {
     let io = Io::new(
         IoConfig {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            max_attachment_bytes: config.max_payload,
         },
         Arc::new(MemoryAdapter),
         metrics.clone(),

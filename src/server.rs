@@ -13,7 +13,10 @@ use std::time::Duration;
 use actix_web::{App, HttpServer};
 
 use crate::chat::store::{MemoryStore, Store, StoreLimits};
+use crate::chat::store_redis::{PresenceSettings, RedisStore};
 use crate::chat::{Chat, ChatSettings};
+use crate::cluster::adapter::RedisAdapter;
+use crate::cluster::redis::{RedisLink, RedisSettings};
 use crate::config::ServerConfig;
 use crate::engineio::{CloseReason, Engine, EngineConfig, OriginPolicy};
 use crate::http::{self, AppState, Health};
@@ -51,35 +54,61 @@ pub fn engine_config(config: &ServerConfig) -> EngineConfig {
     }
 }
 
-/// The storage and broadcast back ends for this configuration.
+/// The storage and broadcast back ends for this configuration, and the Redis handles to
+/// withdraw presence and close connections at shutdown (when Redis is configured).
 async fn backends(
     config: &ServerConfig,
-    _metrics: &Arc<Metrics>,
-) -> Result<(Arc<dyn Store>, Arc<dyn Adapter>), ServerError> {
+    metrics: &Arc<Metrics>,
+) -> Result<(Arc<dyn Store>, Arc<dyn Adapter>, Option<RedisBackend>), ServerError> {
     let limits = StoreLimits {
         history_size: config.history_size,
         question_history: config.question_history,
     };
-    match &config.redis_url {
-        None => Ok((Arc::new(MemoryStore::new(limits)), Arc::new(MemoryAdapter))),
-        Some(_) => Err(ServerError::Redis(
-            "the Redis back end is not built into this version".into(),
-        )),
-    }
+    let Some(settings) = RedisSettings::from_config(config) else {
+        return Ok((
+            Arc::new(MemoryStore::new(limits)),
+            Arc::new(MemoryAdapter),
+            None,
+        ));
+    };
+    // Starts connecting in the background: the server starts and /readyz is 503 until
+    // Redis answers (retried with capped exponential back-off).
+    let link = RedisLink::start(settings, &metrics.registry)
+        .map_err(|e| ServerError::Redis(e.to_string()))?;
+    let presence = PresenceSettings {
+        heartbeat: Duration::from_secs(config.presence_heartbeat_secs),
+        ttl: Duration::from_secs(config.presence_ttl_secs),
+    };
+    let store = RedisStore::new(link.clone(), limits, presence);
+    store.start_heartbeat();
+    let adapter = RedisAdapter::new(link.clone());
+    Ok((store.clone(), adapter, Some(RedisBackend { store, link })))
+}
+
+/// What shutdown needs of the Redis back end.
+struct RedisBackend {
+    store: Arc<RedisStore>,
+    link: RedisLink,
 }
 
 /// Runs the server until SIGTERM/SIGINT, then drains and returns.
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let metrics = Arc::new(Metrics::new());
     let health = Health::new();
-    let (store, adapter) = backends(&config, &metrics).await?;
+    let (store, adapter, redis) = backends(&config, &metrics).await?;
     {
         let store = store.clone();
         health.add_check("store", move || store.is_ready());
     }
+    if let Some(redis) = &redis {
+        // Both Redis connections up and every subscription in place.
+        let link = redis.link.clone();
+        health.add_check("redis", move || link.is_ready());
+    }
     let io = Io::new(
         IoConfig {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            max_attachment_bytes: config.max_payload,
         },
         adapter,
         metrics.clone(),
@@ -150,6 +179,13 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     // In-flight HTTP requests get what is left of the grace period.
     handle.stop(true).await;
     let _ = running.await;
+    if let Some(redis) = redis {
+        // Users of this replica leave presence now rather than when the TTL runs out.
+        if let Err(error) = redis.store.withdraw().await {
+            tracing::warn!(%error, "presence not withdrawn");
+        }
+        redis.link.shutdown().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -61,12 +61,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn ack_ok(ack: Option<AckSender>, value: Value) {
-    if let Some(ack) = ack {
-        ack.send(&[value]);
-    }
-}
-
 impl Chat {
     /// Creates the application over `store`.
     pub fn new(store: Arc<dyn Store>, settings: ChatSettings, metrics: Arc<Metrics>) -> Arc<Chat> {
@@ -116,12 +110,11 @@ impl Chat {
         });
     }
 
+    /// Registers an async handler that answers with an ack value or a rejection.
     fn on_async<F, Fut>(self: &Arc<Self>, ns: &crate::socketio::Namespace, name: &'static str, f: F)
     where
-        F: Fn(Arc<Chat>, Arc<Socket>, Event) -> Fut + Copy + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Result<(), (Option<AckSender>, Rejection)>>
-            + Send
-            + 'static,
+        F: Fn(Arc<Chat>, Arc<Socket>, Vec<Value>) -> Fut + Copy + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Value, Rejection>> + Send + 'static,
     {
         let chat = self.clone();
         ns.on_async(name, move |socket, mut event| {
@@ -130,8 +123,14 @@ impl Chat {
                 if !chat.admit(&socket, name, &mut event) {
                     return;
                 }
-                if let Err((ack, rejection)) = f(chat.clone(), socket, event).await {
-                    chat.reject(ack, &rejection);
+                let ack = event.ack.take();
+                match f(chat.clone(), socket, event.args).await {
+                    Ok(reply) => {
+                        if let Some(ack) = ack {
+                            ack.send(&[reply]);
+                        }
+                    }
+                    Err(rejection) => chat.reject(ack, &rejection),
                 }
             }
         });
@@ -216,21 +215,19 @@ impl Chat {
     async fn join(
         self: Arc<Self>,
         socket: Arc<Socket>,
-        mut event: Event,
-    ) -> Result<(), (Option<AckSender>, Rejection)> {
-        let ack = event.ack.take();
-        let [arg] = event.args.as_slice() else {
-            return Err((ack, Rejection::BadArguments("join takes one nickname")));
+        args: Vec<Value>,
+    ) -> Result<Value, Rejection> {
+        let [arg] = args.as_slice() else {
+            return Err(Rejection::BadArguments("join takes one nickname"));
         };
-        let name = match Nickname::parse(arg) {
-            Ok(n) => n,
-            Err(r) => return Err((ack, r)),
-        };
-        let store_err = |ack| (ack, Rejection::StoreUnavailable);
-        if let Err(e) = self.store.set_present(socket.id(), name.as_str()).await {
-            tracing::warn!(error = %e, "join: presence not stored");
-            return Err(store_err(ack));
-        }
+        let name = Nickname::parse(arg)?;
+        self.store
+            .set_present(socket.id(), name.as_str())
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "join: presence not stored");
+                Rejection::StoreUnavailable
+            })?;
         *self.member(&socket).name.lock() = Some(name.clone());
         match self.store.recent_messages().await {
             Ok(history) => {
@@ -241,135 +238,102 @@ impl Chat {
             Err(e) => tracing::warn!(error = %e, "join: history not replayed"),
         }
         let online = self.store.online().await.unwrap_or(0);
-        socket.broadcast().emit(
-            "joined",
-            &[json!({ "name": name.as_str(), "online": online })],
-        );
-        ack_ok(
-            ack,
-            json!({ "ok": true, "name": name.as_str(), "online": online }),
-        );
-        Ok(())
+        let notice = json!({ "name": name.as_str(), "online": online });
+        socket.broadcast().emit("joined", &[notice]);
+        Ok(json!({ "ok": true, "name": name.as_str(), "online": online }))
     }
 
     async fn message(
         self: Arc<Self>,
         socket: Arc<Socket>,
-        mut event: Event,
-    ) -> Result<(), (Option<AckSender>, Rejection)> {
-        let ack = event.ack.take();
-        let Some(name) = self.member(&socket).name.lock().clone() else {
-            return Err((ack, Rejection::NotJoined));
+        args: Vec<Value>,
+    ) -> Result<Value, Rejection> {
+        let name = self
+            .member(&socket)
+            .name
+            .lock()
+            .clone()
+            .ok_or(Rejection::NotJoined)?;
+        let [arg] = args.as_slice() else {
+            return Err(Rejection::BadArguments("messages takes one text"));
         };
-        let [arg] = event.args.as_slice() else {
-            return Err((ack, Rejection::BadArguments("messages takes one text")));
-        };
-        let text = match MessageText::parse(arg, self.settings.max_message_bytes) {
-            Ok(t) => t,
-            Err(r) => return Err((ack, r)),
-        };
-        let msg = match self
+        let text = MessageText::parse(arg, self.settings.max_message_bytes)?;
+        let msg = self
             .store
             .append_message(name.as_str(), text.as_str(), now_ms())
             .await
-        {
-            Ok(m) => m,
-            Err(e) => {
+            .map_err(|e| {
                 tracing::warn!(error = %e, "message not stored; refused");
-                return Err((ack, Rejection::StoreUnavailable));
-            }
-        };
+                Rejection::StoreUnavailable
+            })?;
         socket.broadcast().emit("messages", &[json!(msg)]);
-        ack_ok(ack, json!({ "ok": true, "id": msg.id, "ts": msg.ts }));
-        Ok(())
+        Ok(json!({ "ok": true, "id": msg.id, "ts": msg.ts }))
     }
 
     async fn question(
         self: Arc<Self>,
         socket: Arc<Socket>,
-        mut event: Event,
-    ) -> Result<(), (Option<AckSender>, Rejection)> {
-        let ack = event.ack.take();
-        let [arg] = event.args.as_slice() else {
-            return Err((ack, Rejection::BadArguments("question takes one text")));
+        args: Vec<Value>,
+    ) -> Result<Value, Rejection> {
+        let [arg] = args.as_slice() else {
+            return Err(Rejection::BadArguments("question takes one text"));
         };
-        let text = match MessageText::parse(arg, self.settings.max_message_bytes) {
-            Ok(t) => t,
-            Err(r) => return Err((ack, r)),
-        };
+        let text = MessageText::parse(arg, self.settings.max_message_bytes)?;
         let member = self.member(&socket);
         if member.asked.swap(true, Ordering::AcqRel) {
-            return Err((ack, Rejection::QuestionLimit));
+            return Err(Rejection::QuestionLimit);
         }
         if let Err(e) = self.store.add_question(text.as_str()).await {
             tracing::warn!(error = %e, "question not stored; refused");
             member.asked.store(false, Ordering::Release);
-            return Err((ack, Rejection::StoreUnavailable));
+            return Err(Rejection::StoreUnavailable);
         }
         socket
             .broadcast()
             .emit("question", &[Value::String(text.as_str().to_owned())]);
-        ack_ok(ack, json!({ "ok": true }));
-        Ok(())
+        Ok(json!({ "ok": true }))
     }
 
     async fn answer(
         self: Arc<Self>,
         socket: Arc<Socket>,
-        mut event: Event,
-    ) -> Result<(), (Option<AckSender>, Rejection)> {
-        let ack = event.ack.take();
-        let [question, answer] = event.args.as_slice() else {
-            return Err((
-                ack,
-                Rejection::BadArguments("answer takes a question and an answer"),
+        args: Vec<Value>,
+    ) -> Result<Value, Rejection> {
+        let [question, answer] = args.as_slice() else {
+            return Err(Rejection::BadArguments(
+                "answer takes a question and an answer",
             ));
         };
         let max = self.settings.max_message_bytes;
-        let (question, answer) = match (
-            MessageText::parse(question, max),
-            MessageText::parse(answer, max),
-        ) {
-            (Ok(q), Ok(a)) => (q, a),
-            (Err(r), _) | (_, Err(r)) => return Err((ack, r)),
-        };
-        let stored = match self
+        let question = MessageText::parse(question, max)?;
+        let answer = MessageText::parse(answer, max)?;
+        let stored = self
             .store
             .add_answer(question.as_str(), answer.as_str())
             .await
-        {
-            Ok(stored) => stored,
-            Err(e) => {
+            .map_err(|e| {
                 tracing::warn!(error = %e, "answer not stored; refused");
-                return Err((ack, Rejection::StoreUnavailable));
-            }
-        };
-        socket.broadcast().emit(
-            "answer",
-            &[
-                Value::String(question.as_str().to_owned()),
-                Value::String(answer.as_str().to_owned()),
-            ],
-        );
-        ack_ok(ack, json!({ "ok": true, "stored": stored }));
-        Ok(())
+                Rejection::StoreUnavailable
+            })?;
+        let pair = [
+            Value::String(question.as_str().to_owned()),
+            Value::String(answer.as_str().to_owned()),
+        ];
+        socket.broadcast().emit("answer", &pair);
+        Ok(json!({ "ok": true, "stored": stored }))
     }
 
     async fn who(
         self: Arc<Self>,
         _socket: Arc<Socket>,
-        mut event: Event,
-    ) -> Result<(), (Option<AckSender>, Rejection)> {
-        let ack = event.ack.take();
-        let (online, names) = match (
-            self.store.online().await,
-            self.store.names(WHO_NAMES_LIMIT).await,
-        ) {
-            (Ok(o), Ok(n)) => (o, n),
-            _ => return Err((ack, Rejection::StoreUnavailable)),
-        };
-        ack_ok(ack, json!({ "online": online, "names": names }));
-        Ok(())
+        _args: Vec<Value>,
+    ) -> Result<Value, Rejection> {
+        let online = self.store.online().await;
+        let names = self.store.names(WHO_NAMES_LIMIT).await;
+        match (online, names) {
+            (Ok(online), Ok(names)) => Ok(json!({ "online": online, "names": names })),
+            _ => Err(Rejection::StoreUnavailable),
+        }
     }
 
     async fn on_leave(&self, socket: Arc<Socket>) {

@@ -4,5 +4,6 @@
 pub mod events;
 pub mod model;
 pub mod store;
+pub mod store_redis;
 
 pub use events::{Chat, ChatSettings};

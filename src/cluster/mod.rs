@@ -1,1 +1,13 @@
-//! Cross-replica delivery: implements `socketio::Adapter` over Redis (fred).
+//! Cross-replica delivery: implements `socketio::Adapter` over Redis (fred), speaking the
+//! wire format of the Node.js `@socket.io/redis-adapter` so that hubbub and Node.js
+//! socket.io replicas can share one Redis.
+//!
+//! - [`wire`]: the adapter's MessagePack/JSON messages, pure encode/decode.
+//! - [`redis`]: the Redis connections, publishing, subscriptions, readiness, metrics.
+//! - [`adapter`]: [`adapter::RedisAdapter`], the `socketio::Adapter` built on both.
+//!
+//! This module knows nothing of the chat application.
+
+pub mod adapter;
+pub mod redis;
+pub mod wire;

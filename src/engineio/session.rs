@@ -129,6 +129,8 @@ pub struct Session {
     pub(crate) upgrading: AtomicBool,
     /// Woken when an upgrade finishes or is abandoned.
     pub(crate) upgrade_done: Notify,
+    /// Set while a polling POST is being handled (at most one at a time).
+    pub(crate) posting: AtomicBool,
     pong: Notify,
     /// When the unanswered ping expires, while one is outstanding. The driver's
     /// timer enforces it; lookups check it too so a request arriving at the
@@ -163,6 +165,7 @@ impl Session {
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
             upgrade_done: Notify::new(),
+            posting: AtomicBool::new(false),
             pong: Notify::new(),
             pong_deadline: Mutex::new(None),
             flushed: AtomicBool::new(false),

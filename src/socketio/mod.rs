@@ -14,6 +14,8 @@ pub mod namespace;
 pub mod packet;
 pub mod rooms;
 pub mod socket;
+#[doc(hidden)]
+pub mod testing;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
@@ -45,12 +47,17 @@ pub type Sid = Arc<str>;
 pub struct IoConfig {
     /// Time a new connection has to join a namespace before it is closed.
     pub connect_timeout: Duration,
+    /// Most bytes of binary attachments one packet may carry in total; a
+    /// client that announces more is closed (default 1,000,000, the server
+    /// uses its maxPayload).
+    pub max_attachment_bytes: usize,
 }
 
 impl Default for IoConfig {
     fn default() -> Self {
         IoConfig {
             connect_timeout: Duration::from_secs(45),
+            max_attachment_bytes: 1_000_000,
         }
     }
 }
@@ -147,6 +154,8 @@ impl EngineHandler for IoHandler {
 struct PartialPacket {
     packet: Packet,
     binary: Vec<Bytes>,
+    /// Bytes received so far, bounded by `IoConfig::max_attachment_bytes`.
+    bytes: usize,
 }
 
 /// A client's socket in one namespace, keyed by the namespace name.
@@ -353,8 +362,9 @@ impl Connection for Client {
                 let packet = packet::parse(&text).map_err(|e| violation(e.to_string()))?;
                 if packet.attachments > 0 {
                     *self.partial.lock() = Some(PartialPacket {
-                        binary: Vec::with_capacity(packet.attachments),
+                        binary: Vec::with_capacity(packet.attachments.min(16)),
                         packet,
+                        bytes: 0,
                     });
                     return Ok(());
                 }
@@ -366,6 +376,10 @@ impl Connection for Client {
                     let p = partial
                         .as_mut()
                         .ok_or_else(|| violation("binary data without a pending packet"))?;
+                    p.bytes += bytes.len();
+                    if p.bytes > self.io.config.max_attachment_bytes {
+                        return Err(violation("binary attachments over the size limit"));
+                    }
                     p.binary.push(bytes);
                     if p.binary.len() == p.packet.attachments {
                         partial.take()

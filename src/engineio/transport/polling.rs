@@ -114,6 +114,20 @@ pub(crate) async fn post(
     session: Arc<Session>,
     mut body: web::Payload,
 ) -> Result<HttpResponse, EngineError> {
+    // One POST at a time keeps the session's messages in order; an overlapping
+    // one closes the session, as in the reference ("data request overlap").
+    if session.posting.swap(true, Ordering::AcqRel) {
+        tracing::debug!(sid = %session.sid(), "overlapping POST; closing session");
+        session.close(CloseReason::TransportError);
+        return Err(EngineError::BadRequest);
+    }
+    struct Posting<'a>(&'a Session);
+    impl Drop for Posting<'_> {
+        fn drop(&mut self) {
+            self.0.posting.store(false, Ordering::Release);
+        }
+    }
+    let _posting = Posting(&session);
     let limit = engine.config.max_payload;
     let mut buf = web::BytesMut::new();
     while let Some(chunk) = body.next().await {

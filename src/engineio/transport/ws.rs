@@ -123,10 +123,18 @@ async fn probe(
     session.set_transport(Transport::WebSocket);
     session.upgrade_done.notify_waiters();
     // Polling requests now get 400; wait for a pending GET to hand the queue over.
-    let rx = tokio::select! {
-        rx = session.rx.clone().lock_owned() => Some(rx),
-        _ = session.closed().cancelled() => None,
-        _ = tokio::time::sleep(RX_HANDOVER) => None,
+    let rx = match session.rx.clone().try_lock_owned() {
+        Ok(rx) => Some(rx),
+        Err(_) => {
+            // A GET still holds the queue (an upgrade without a probe, which the
+            // reference accepts): release it with a noop, as the reference does.
+            let _ = session.send(Frame::noop());
+            tokio::select! {
+                rx = session.rx.clone().lock_owned() => Some(rx),
+                _ = session.closed().cancelled() => None,
+                _ = tokio::time::sleep(RX_HANDOVER) => None,
+            }
+        }
     };
     match rx {
         Some(rx) => run(engine, session, ws, stream, rx).await,

@@ -1,0 +1,171 @@
+//! Test support: real `redis-server` processes on free loopback ports, and polling helpers.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `redis-server` child process (no persistence), killed on drop.
+pub struct RedisServer {
+    /// The loopback port it listens on (kept across restarts).
+    pub port: u16,
+    /// Where `SAVE` writes and start-up loads `dump.rdb`, for tests that keep data across a restart.
+    dir: Option<std::path::PathBuf>,
+    /// Further `redis-server` arguments (e.g. `--requirepass`).
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+/// A free loopback port (the listener is dropped; the port is reused right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl RedisServer {
+    /// Starts a server on a free port and waits until it accepts connections.
+    pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// Starts a server on `port` and waits until it accepts connections.
+    pub fn start_on(port: u16) -> Self {
+        let mut server = Self {
+            port,
+            dir: None,
+            extra: Vec::new(),
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// A server on a free port started with further arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let mut server = Self {
+            port: free_port(),
+            dir: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// Like [`RedisServer::start_on`], keeping `SAVE`d data in `dir` across restarts.
+    pub fn start_persistent(port: u16, dir: &std::path::Path) -> Self {
+        let mut server = Self {
+            port,
+            dir: Some(dir.to_owned()),
+            extra: Vec::new(),
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        if let Some(dir) = &self.dir {
+            cmd.arg("--dir").arg(dir);
+        }
+        cmd.args(&self.extra);
+        let mut child = cmd
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--loglevel",
+                "notice",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-server ({e}); install it: apt-get install redis-server (scripts/test does)")
+            });
+        // Wait for the line Redis prints once it listens: an event, not a sleep.
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut seen = Vec::new();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if line.contains("Ready to accept connections") {
+                        break;
+                    }
+                    seen.push(line);
+                }
+                _ => panic!(
+                    "redis-server on port {} exited before it was ready: {seen:#?}",
+                    self.port
+                ),
+            }
+        }
+        // Keep draining its output so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.child = Some(child);
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit; data is lost (no persistence).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Runs `redis-cli` against this server and returns its trimmed output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli (apt-get install redis-tools)");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
+/// For conditions that have no event to await (expiry, readiness flags).
+pub async fn eventually<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
