@@ -16,13 +16,14 @@
 #   DURATION=10          seconds of sending per fan-out run
 #   RATES="100 400"      total messages per second, one fan-out scenario each
 #   IDLE=10000           connections held by the idle scenario (0 skips it)
+#   REDIS=1              also run the fan-out against two replicas sharing a fresh
+#                        redis-server (socket.io: @socket.io/redis-adapter; hubbub:
+#                        --redis-url); replicas and Redis all on CPU 0; 0 skips it
 #   SATURATE_REPS=1      saturate runs per server (an unjudged 3 s warm-up, then
 #                        rate x1.5 per 3 s step from 10 msg/s
 #                        until loss or p99 > 50 ms, at most 12 steps); 0 skips it
 #   OUT=dir              where the JSON reports go (default: a new temp dir)
 #   PROFILE=release      cargo profile; `PROFILE=dev` only to check the script quickly
-#
-# Not covered here: the two-replica variants through Redis (see docs/performance.md).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,12 +37,15 @@ SIZE=${SIZE:-100}
 DURATION=${DURATION:-10}
 RATES=${RATES:-100 400}
 IDLE=${IDLE:-10000}
+REDIS=${REDIS:-1}
 SATURATE_REPS=${SATURATE_REPS:-1}
 OUT=${OUT:-$(mktemp -d -t hubbub-compare.XXXXXX)}
 PROFILE=${PROFILE:-release}
 mkdir -p "$OUT"
 
 ensure_apt util-linux taskset
+ensure_apt curl curl
+if [ "$REDIS" = 1 ]; then ensure_apt redis-server redis-server; fi
 ensure_npm "$root/bench/node"
 echo "==> cargo build --profile $PROFILE --bin hubbub-server --bin hubbub-bench"
 (cd "$root" && cargo build --profile "$PROFILE" --quiet --bin hubbub-server --bin hubbub-bench)
@@ -52,40 +56,77 @@ bench_bin=$target_dir/hubbub-bench
 # Room for the idle scenario's connections in both the servers and the tool.
 ulimit -n "$(( IDLE + 20000 ))" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-server_pid=""
+server_pids=""
 stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
-  fi
+  local pid
+  for pid in $server_pids; do kill "$pid" 2>/dev/null || true; done
+  for pid in $server_pids; do wait "$pid" 2>/dev/null || true; done
+  server_pids=""
 }
 trap stop_server EXIT
 
 port=19100
-# start_server NAME: starts it on a fresh port pinned to CPU 0; sets server_pid and url.
-start_server() {
+# wait_port PORT PID NAME: waits until PORT accepts connections (at most 10 s).
+wait_port() {
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    if ! kill -0 "$2" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  echo "error: $3 did not start on port $1; log:" >&2
+  cat "$OUT/server-$1.log" >&2
+  return 1
+}
+
+# start_one KIND [REDIS_URL]: one server process on a fresh port pinned to CPU 0;
+# appends to server_pids and urls.
+start_one() {
   port=$((port + 1))
-  url="http://127.0.0.1:$port"
   case $1 in
     socketio)
-      taskset -c 0 node "$root/bench/node/server.js" "$port" >"$OUT/server-$port.log" 2>&1 &
+      taskset -c 0 node "$root/bench/node/server.js" "$port" ${2:+"$2"} >"$OUT/server-$port.log" 2>&1 &
       ;;
     hubbub)
       # No welcome message and no per-connection rate limit: the same behaviour as the Node server.
       taskset -c 0 "$server_bin" --bind "127.0.0.1:$port" --welcome "" \
-        --rate-limit 100000 --rate-burst 1000000 --log warn >"$OUT/server-$port.log" 2>&1 &
+        --rate-limit 100000 --rate-burst 1000000 --log warn ${2:+--redis-url "$2"} \
+        >"$OUT/server-$port.log" 2>&1 &
       ;;
   esac
-  server_pid=$!
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-  echo "error: $1 did not start on port $port; log:" >&2
-  cat "$OUT/server-$port.log" >&2
-  return 1
+  local pid=$!
+  server_pids="$server_pids $pid"
+  wait_port "$port" "$pid" "$1"
+  if [ "$1" = hubbub ]; then
+    # hubbub listens before its Redis connections are up; /readyz says when they are
+    # (the Node server only listens once its adapter is connected).
+    for _ in $(seq 1 100); do
+      if curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz"; then break; fi
+      sleep 0.1
+    done
+  fi
+  urls="${urls:+$urls,}http://127.0.0.1:$port"
+}
+
+# start_server NAME: `socketio` or `hubbub` (one process), or `socketio-redis` /
+# `hubbub-redis` (a fresh redis-server and two replicas sharing it), all on CPU 0.
+# Sets url (comma-separated) and pids (comma-separated, Redis included).
+start_server() {
+  urls=""
+  case $1 in
+    *-redis)
+      port=$((port + 1))
+      local redis_port=$port
+      taskset -c 0 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+        >"$OUT/server-$redis_port.log" 2>&1 &
+      server_pids="$server_pids $!"
+      wait_port "$redis_port" "$!" redis-server
+      start_one "${1%-redis}" "redis://127.0.0.1:$redis_port"
+      start_one "${1%-redis}" "redis://127.0.0.1:$redis_port"
+      ;;
+    *) start_one "$1" ;;
+  esac
+  url=$urls
+  pids=$(echo $server_pids | tr ' ' ',')
 }
 
 bench() {
@@ -96,19 +137,22 @@ echo "==> results in $OUT"
 for rep in $(seq 1 "$REPS"); do
   # Alternate which server goes first in each repetition.
   if [ $((rep % 2)) = 1 ]; then order="socketio hubbub"; else order="hubbub socketio"; fi
+  if [ "$REDIS" = 1 ]; then
+    if [ $((rep % 2)) = 1 ]; then order="$order socketio-redis hubbub-redis"; else order="$order hubbub-redis socketio-redis"; fi
+  fi
   for name in $order; do
     for rate in $RATES; do
       start_server "$name"
       echo "--> rep $rep $name fanout rate $rate (load average $(cut -d" " -f1 /proc/loadavg))"
       bench fanout --url "$url" --subscribers "$SUBSCRIBERS" --publishers "$PUBLISHERS" \
-        --rate "$rate" --size "$SIZE" --duration "$DURATION" --drain 5 --pids "$server_pid" \
+        --rate "$rate" --size "$SIZE" --duration "$DURATION" --drain 5 --pids "$pids" \
         >"$OUT/fanout-$rate-$name-$rep.json" || echo "    (run failed)"
       stop_server
     done
-    if [ "$IDLE" -gt 0 ]; then
+    if [ "$IDLE" -gt 0 ] && [ "${name%-redis}" = "$name" ]; then
       start_server "$name"
       echo "--> rep $rep $name idle $IDLE (load average $(cut -d" " -f1 /proc/loadavg))"
-      bench idle --url "$url" --connections "$IDLE" --hold 5 --pids "$server_pid" \
+      bench idle --url "$url" --connections "$IDLE" --hold 5 --pids "$pids" \
         >"$OUT/idle-$name-$rep.json" || echo "    (run failed)"
       stop_server
     fi
@@ -121,7 +165,7 @@ for rep in $(seq 1 "$SATURATE_REPS"); do
     echo "--> rep $rep $name saturate (load average $(cut -d" " -f1 /proc/loadavg))"
     bench saturate --url "$url" --subscribers "$SUBSCRIBERS" --publishers "$PUBLISHERS" \
       --size "$SIZE" --start-rate 10 --factor 1.5 --max-steps 12 --p99-ms 50 --warmup 3 \
-      --duration 3 --drain 3 --pids "$server_pid" >"$OUT/saturate-$name-$rep.json" || echo "    (run failed)"
+      --duration 3 --drain 3 --pids "$pids" >"$OUT/saturate-$name-$rep.json" || echo "    (run failed)"
     stop_server
   done
 done

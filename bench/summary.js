@@ -8,7 +8,7 @@ const dir = process.argv[2];
 const runs = {}; // scenario -> server -> [report]
 let failed = 0;
 for (const file of fs.readdirSync(dir).sort()) {
-  const m = file.match(/^(fanout-\d+(?:\.\d+)?|idle|saturate)-(socketio|hubbub)-\d+\.json$/);
+  const m = file.match(/^(fanout-\d+(?:\.\d+)?|idle|saturate)-(socketio|hubbub)(-redis)?-\d+\.json$/);
   if (!m) continue;
   let report;
   try {
@@ -17,7 +17,7 @@ for (const file of fs.readdirSync(dir).sort()) {
     failed += 1;
     continue;
   }
-  ((runs[m[1]] ??= {})[m[2]] ??= []).push(report);
+  ((runs[m[1] + (m[3] ?? "")] ??= {})[m[2]] ??= []).push(report);
 }
 
 const median = (xs) => {
@@ -63,7 +63,8 @@ for (const scenario of Object.keys(runs).sort()) {
   const metrics = { idle: idleMetrics, saturate: saturateMetrics }[scenario] ?? fanoutMetrics;
   const title =
     { idle: "idle connections", saturate: "saturate (p99 bound 50 ms)" }[scenario] ??
-    `fan-out at ${scenario.slice(7)} msg/s`;
+    `fan-out at ${scenario.slice(7).replace("-redis", "")} msg/s` +
+      (scenario.endsWith("-redis") ? ", two replicas through Redis" : ", one process");
   const s = runs[scenario].socketio ?? [];
   const h = runs[scenario].hubbub ?? [];
   console.log(`\n### ${title} (runs: socket.io ${s.length}, hubbub ${h.length})\n`);
