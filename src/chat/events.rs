@@ -71,11 +71,6 @@ impl Chat {
         })
     }
 
-    /// The store (for readiness).
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// Registers the handlers on namespace `/` of `io`.
     pub fn register(self: &Arc<Self>, io: &Io) {
         let ns = io.of("/");

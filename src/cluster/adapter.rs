@@ -158,6 +158,18 @@ impl RedisAdapter {
         );
     }
 
+    /// Publishes a request that expects no response (join, leave, disconnect, server-side emit).
+    fn notify(&self, ns: &Namespace, body: RequestBody) {
+        self.request(
+            ns,
+            &Request {
+                uid: Some(self.uid.clone()),
+                request_id: None,
+                body,
+            },
+        );
+    }
+
     fn request(&self, ns: &Namespace, request: &Request) {
         self.publish(
             self.channels(ns.name()).request,
@@ -577,15 +589,11 @@ impl Adapter for RedisAdapter {
     ) {
         ns.local_add_rooms(&opts, &rooms);
         if !opts.flags.local {
-            self.request(
+            self.notify(
                 ns,
-                &Request {
-                    uid: Some(self.uid.clone()),
-                    request_id: None,
-                    body: RequestBody::RemoteJoin {
-                        target: Target::Selector(to_selector(&opts)),
-                        rooms: rooms.iter().map(|r| r.to_string()).collect(),
-                    },
+                RequestBody::RemoteJoin {
+                    target: Target::Selector(to_selector(&opts)),
+                    rooms: rooms.iter().map(|r| r.to_string()).collect(),
                 },
             );
         }
@@ -599,15 +607,11 @@ impl Adapter for RedisAdapter {
     ) {
         ns.local_del_rooms(&opts, &rooms);
         if !opts.flags.local {
-            self.request(
+            self.notify(
                 ns,
-                &Request {
-                    uid: Some(self.uid.clone()),
-                    request_id: None,
-                    body: RequestBody::RemoteLeave {
-                        target: Target::Selector(to_selector(&opts)),
-                        rooms: rooms.iter().map(|r| r.to_string()).collect(),
-                    },
+                RequestBody::RemoteLeave {
+                    target: Target::Selector(to_selector(&opts)),
+                    rooms: rooms.iter().map(|r| r.to_string()).collect(),
                 },
             );
         }
@@ -616,15 +620,11 @@ impl Adapter for RedisAdapter {
     async fn disconnect_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, close: bool) {
         ns.local_disconnect(&opts, close);
         if !opts.flags.local {
-            self.request(
+            self.notify(
                 ns,
-                &Request {
-                    uid: Some(self.uid.clone()),
-                    request_id: None,
-                    body: RequestBody::RemoteDisconnect {
-                        target: Target::Selector(to_selector(&opts)),
-                        close,
-                    },
+                RequestBody::RemoteDisconnect {
+                    target: Target::Selector(to_selector(&opts)),
+                    close,
                 },
             );
         }
@@ -648,14 +648,10 @@ impl Adapter for RedisAdapter {
     }
 
     fn server_side_emit(&self, ns: &Arc<Namespace>, args: Vec<Value>) {
-        self.request(
+        self.notify(
             ns,
-            &Request {
-                uid: Some(self.uid.clone()),
-                request_id: None,
-                body: RequestBody::ServerSideEmit {
-                    data: Payload::json(Value::Array(args)),
-                },
+            RequestBody::ServerSideEmit {
+                data: Payload::json(Value::Array(args)),
             },
         );
     }

@@ -329,9 +329,4 @@ impl Namespace {
         out.extend(self.sockets.read().keys().cloned());
         out
     }
-
-    /// Every local socket (e.g. to disconnect them all at shutdown).
-    pub fn local_sockets(&self) -> Vec<Arc<Socket>> {
-        self.sockets.read().values().cloned().collect()
-    }
 }
