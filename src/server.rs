@@ -155,12 +155,14 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             };
         }
         signal = shutdown_signal() => {
+            health.set_draining();
+            engine.stop_accepting();
+            // Logged after the switch, so that whoever waits for this line knows
+            // that /readyz already answers 503 and new sessions are refused.
             tracing::info!(signal, grace_secs = grace.as_secs(), "shutting down");
         }
     }
 
-    health.set_draining();
-    engine.stop_accepting();
     let deadline = tokio::time::Instant::now() + grace;
     if config.shutdown_delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(config.shutdown_delay_ms)).await;

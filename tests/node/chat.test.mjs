@@ -229,8 +229,10 @@ test("healthz, readyz and metrics; SIGTERM drains clients and exits 0", async ()
 
     const disconnects = [once(ws, "disconnect"), once(poll, "disconnect")];
     const started = Date.now();
+    const draining = server.logged("shutting down");
     server.proc.kill("SIGTERM");
-    // Readiness turns 503 at once and new sessions are refused while draining.
+    // Once the signal is handled, readiness is 503 and new sessions are refused while draining.
+    assert.equal((await draining).signal, "SIGTERM");
     const ready = await get(`${server.url}/readyz`);
     assert.deepEqual([ready.status, ready.text], [503, "not ready: draining"]);
     const handshake = await get(`${server.url}/socket.io/?EIO=4&transport=polling`);

@@ -24,6 +24,7 @@ export async function startServer(bin, args = [], { env = {} } = {}) {
     stdio: ["ignore", "ignore", "pipe"],
   });
   const logs = [];
+  const logWaiters = [];
   let buffer = "";
   const ready = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${bin} did not start:\n${logs.join("\n")}`)), 15000);
@@ -41,6 +42,7 @@ export async function startServer(bin, args = [], { env = {} } = {}) {
         logs.push(line);
         try {
           const entry = JSON.parse(line);
+          for (const w of logWaiters.splice(0)) if (!w(entry)) logWaiters.push(w);
           if (entry.message === "hubbub-server listening" && entry.addr) {
             clearTimeout(timer);
             resolve(entry.addr);
@@ -60,6 +62,22 @@ export async function startServer(bin, args = [], { env = {} } = {}) {
     proc,
     logs,
     exited,
+    /** Resolves with the first log entry (parsed JSON) whose message is `message`, past or future. */
+    logged(message) {
+      const match = (e) => e.message === message;
+      for (const line of logs) {
+        try {
+          const entry = JSON.parse(line);
+          if (match(entry)) return Promise.resolve(entry);
+        } catch {
+          // not JSON
+        }
+      }
+      return new Promise((resolve, reject) => {
+        logWaiters.push((e) => match(e) && (resolve(e), true));
+        exited.then(() => reject(new Error(`exited before logging "${message}":\n${logs.join("\n")}`)));
+      });
+    },
     async stop(signal = "SIGTERM") {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
       return exited;
