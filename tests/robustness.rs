@@ -381,6 +381,103 @@ impl PollingClient<'_> {
     }
 }
 
+/// A WebSocket client on a bare TCP stream, for frames that client libraries
+/// refuse to send. Client frames are masked with a zero key (payload as is).
+struct RawWs {
+    tcp: tokio::net::TcpStream,
+    read: Vec<u8>,
+}
+
+impl RawWs {
+    async fn open(addr: std::net::SocketAddr) -> RawWs {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "GET {PATH}?EIO=4&transport=websocket HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        tcp.write_all(head.as_bytes())
+            .await
+            .expect("write handshake");
+        let mut read = Vec::new();
+        let end = loop {
+            if let Some(i) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut buf = [0u8; 1024];
+            let n = timeout(WAIT, tcp.read(&mut buf))
+                .await
+                .expect("handshake answer in time")
+                .expect("read");
+            assert!(n > 0, "connection closed during the handshake");
+            read.extend_from_slice(&buf[..n]);
+        };
+        assert!(
+            read.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&read)
+        );
+        read.drain(..end);
+        RawWs { tcp, read }
+    }
+
+    /// Sends one frame: `head` is the first byte (FIN and opcode).
+    async fn send(&mut self, head: u8, payload: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        assert!(payload.len() < 126);
+        let mut frame = vec![head, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(payload);
+        // The server may already have closed the connection.
+        let _ = self.tcp.write_all(&frame).await;
+    }
+
+    /// The next frame from the server as (opcode, payload), or `None` once the
+    /// connection has ended.
+    async fn next_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            // Server frames are unmasked; their length fits in 7 or 16 bits here.
+            if self.read.len() >= 4 || (self.read.len() >= 2 && self.read[1] & 0x7f < 126) {
+                let (len, at) = match self.read[1] & 0x7f {
+                    126 => (u16::from_be_bytes([self.read[2], self.read[3]]) as usize, 4),
+                    n => (n as usize, 2),
+                };
+                if self.read.len() >= at + len {
+                    let opcode = self.read[0] & 0x0f;
+                    let payload = self.read[at..at + len].to_vec();
+                    self.read.drain(..at + len);
+                    return Some((opcode, payload));
+                }
+            }
+            let mut buf = [0u8; 4096];
+            match timeout(WAIT, self.tcp.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return None,
+                Ok(Ok(n)) => self.read.extend_from_slice(&buf[..n]),
+                Err(_) => panic!("no frame and no close from the server in time"),
+            }
+        }
+    }
+
+    /// Skips frames until a text frame starting with `prefix`.
+    async fn expect_text(&mut self, prefix: &str) {
+        loop {
+            match self.next_frame().await {
+                Some((1, t)) if t.starts_with(prefix.as_bytes()) => return,
+                Some(_) => continue,
+                None => panic!("closed before a text frame starting with {prefix}"),
+            }
+        }
+    }
+
+    /// Reads the server's frames until a close frame or the end of the stream.
+    async fn expect_closed(&mut self) {
+        while let Some((opcode, _)) = self.next_frame().await {
+            if opcode == 0x8 {
+                return;
+            }
+        }
+    }
+}
+
 type WsSink = Pin<Box<dyn Sink<ws::Message, Error = WsProtocolError>>>;
 type WsStream = Pin<Box<dyn Stream<Item = Result<ws::Frame, WsProtocolError>>>>;
 
@@ -445,7 +542,7 @@ impl WsClient {
 
     /// Sends `text` as one message split over several frames (continuations).
     async fn send_fragmented(&mut self, text: &str, fragments: usize) {
-        use actix_ws::Item;
+        use actix_http::ws::Item;
         let bytes = Bytes::copy_from_slice(text.as_bytes());
         let step = bytes.len().div_ceil(fragments).max(1);
         let mut at = 0;
@@ -1197,6 +1294,75 @@ mod websocket {
             ws.send_text(packet).await;
             ws.expect_closed().await;
         }
+        canary.assert_healthy().await;
+        srv.assert_healthz().await;
+        assert_no_panics();
+    }
+
+    /// WebSocket-level framing handled by the transport itself: pings are
+    /// answered, a close frame is answered, and broken fragmentation or
+    /// non-UTF-8 text closes only that connection.
+    #[actix_web::test]
+    async fn control_frames_and_broken_framing() {
+        use actix_http::ws::Item;
+        let srv = Server::start(settings());
+        let mut canary = srv.ws_open().await;
+        canary.connect_ns().await;
+
+        // A WebSocket ping gets a pong with the same payload; the session goes on.
+        let mut ws = srv.ws_open().await;
+        ws.connect_ns().await;
+        let _ = ws
+            .tx
+            .send(ws::Message::Ping(Bytes::from_static(b"hi")))
+            .await;
+        let pong = loop {
+            match timeout(WAIT, ws.rx.next()).await.expect("a frame in time") {
+                Some(Ok(ws::Frame::Pong(p))) => break p,
+                Some(Ok(ws::Frame::Text(t))) if &t[..] == b"2" => ws.send_text("3").await,
+                other => panic!("expected a pong, got {other:?}"),
+            }
+        };
+        assert_eq!(&pong[..], b"hi");
+        ws.assert_healthy().await;
+
+        // A close frame is answered with a close frame.
+        let _ = ws.tx.send(ws::Message::Close(None)).await;
+        ws.expect_closed().await;
+
+        // A text message whose fragments are not UTF-8.
+        let mut ws = srv.ws_open().await;
+        ws.connect_ns().await;
+        for item in [
+            Item::FirstText(Bytes::from_static(b"42[\"x\",\"")),
+            Item::Last(Bytes::from_static(b"\xff\xfe\"]")),
+        ] {
+            let _ = ws.tx.send(ws::Message::Continuation(item)).await;
+        }
+        ws.expect_closed().await;
+
+        // Framing that a well-behaved client library refuses to produce, sent
+        // as raw frames: a continuation that continues nothing, a new first
+        // fragment while one is open, and a single text frame that is not UTF-8.
+        let frames: [&[(u8, &[u8])]; 3] = [
+            &[(0x80, b"42")],
+            &[(0x01, b"42"), (0x01, b"42")],
+            &[(0x81, b"42[\"\xff\"]")],
+        ];
+        for frames in frames {
+            let mut raw = RawWs::open(srv.srv.addr()).await;
+            raw.send(0x81, b"40").await;
+            raw.expect_text(r#"40{"sid":"#).await;
+            // Well-formed fragments are joined: an acked `who` in two frames.
+            raw.send(0x01, b"421[").await;
+            raw.send(0x80, b"\"who\"]").await;
+            raw.expect_text(r#"431[{"online":"#).await;
+            for (head, payload) in frames {
+                raw.send(*head, payload).await;
+            }
+            raw.expect_closed().await;
+        }
+
         canary.assert_healthy().await;
         srv.assert_healthz().await;
         assert_no_panics();
