@@ -123,7 +123,7 @@ fn socketio_packet(c: &mut Criterion) {
 fn drain(sockets: &mut [DetachedSocket]) -> usize {
     let mut n = 0;
     for s in sockets.iter_mut() {
-        while s.rx.try_recv().is_ok() {
+        while s.rx.try_recv().is_some() {
             n += 1;
         }
     }

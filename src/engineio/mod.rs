@@ -10,6 +10,7 @@
 pub mod error;
 pub mod packet;
 pub mod payload;
+pub mod queue;
 pub mod session;
 pub mod transport;
 

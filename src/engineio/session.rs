@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use std::sync::OnceLock;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::packet::Frame;
+use super::queue;
 use super::{Connection, Engine};
 use crate::metrics::Metrics;
 
@@ -108,9 +109,6 @@ impl CloseReason {
 /// Why a frame could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// The session is closed.
-    #[error("session closed")]
-    Closed,
     /// The queue was full; the session has been closed as a slow consumer.
     #[error("outbound queue full")]
     Overflow,
@@ -119,11 +117,11 @@ pub enum SendError {
 /// One Engine.IO session. Cheap handles are `Arc<Session>`.
 pub struct Session {
     sid: Sid,
-    tx: mpsc::Sender<Frame>,
+    tx: queue::Sender,
     /// The receiving end of the outbound queue; held by the one transport
     /// reading it (a pending GET or the WebSocket loop). `try_lock` failing
     /// means a GET is already pending.
-    pub(crate) rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Frame>>>,
+    pub(crate) rx: Arc<tokio::sync::Mutex<queue::Receiver>>,
     transport: AtomicU8,
     /// Set while a WebSocket probe for this polling session is in progress.
     pub(crate) upgrading: AtomicBool,
@@ -157,7 +155,7 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     pub(crate) fn new(transport: Transport, queue: usize, metrics: Arc<Metrics>) -> Arc<Session> {
-        let (tx, rx) = mpsc::channel(queue);
+        let (tx, rx) = queue::channel(queue);
         Arc::new(Session {
             sid: random_id(),
             tx,
@@ -208,36 +206,22 @@ impl Session {
 
     /// Queues one frame. A full queue closes the session as a slow consumer.
     pub fn send(&self, frame: Frame) -> Result<(), SendError> {
-        match self.tx.try_send(frame) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflow();
-                Err(SendError::Overflow)
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
-        }
+        self.tx.try_send(frame).map_err(|queue::Full::Full| {
+            self.overflow();
+            SendError::Overflow
+        })
     }
 
     /// Queues several frames atomically (all or none), e.g. a packet with its
     /// binary attachments.
     pub fn send_all(&self, frames: impl ExactSizeIterator<Item = Frame>) -> Result<(), SendError> {
-        let n = frames.len();
-        if n == 0 {
+        if frames.len() == 0 {
             return Ok(());
         }
-        match self.tx.try_reserve_many(n) {
-            Ok(permits) => {
-                for (permit, frame) in permits.zip(frames) {
-                    permit.send(frame);
-                }
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflow();
-                Err(SendError::Overflow)
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
-        }
+        self.tx.try_send_all(frames).map_err(|queue::Full::Full| {
+            self.overflow();
+            SendError::Overflow
+        })
     }
 
     fn overflow(&self) {
@@ -413,7 +397,7 @@ mod tests {
         let frames = vec![Frame::noop(), Frame::noop(), Frame::noop()];
         assert_eq!(s.send_all(frames.into_iter()), Err(SendError::Overflow));
         let mut rx = s.rx.try_lock().unwrap();
-        assert_eq!(rx.try_recv().unwrap(), Frame::ping());
-        assert!(rx.try_recv().is_err());
+        assert_eq!(rx.try_recv(), Some(Frame::ping()));
+        assert_eq!(rx.try_recv(), None);
     }
 }

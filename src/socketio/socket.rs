@@ -59,7 +59,6 @@ pub enum EmitError {
 impl From<SendError> for EmitError {
     fn from(e: SendError) -> Self {
         match e {
-            SendError::Closed => EmitError::Disconnected,
             SendError::Overflow => EmitError::Overflow,
         }
     }

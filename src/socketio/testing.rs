@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use tokio::sync::OwnedMutexGuard;
-use tokio::sync::mpsc::Receiver;
 
 use super::Socket;
 use super::namespace::Namespace;
-use crate::engineio::{Frame, Session, Transport};
+use crate::engineio::queue::Receiver;
+use crate::engineio::{Session, Transport};
 use crate::metrics::Metrics;
 
 /// A socket joined without a connection, and the receiving end of its
@@ -18,7 +18,7 @@ pub struct DetachedSocket {
     /// The socket, connected to its namespace.
     pub socket: Arc<Socket>,
     /// The session's outbound queue; every frame queued for the socket lands here.
-    pub rx: OwnedMutexGuard<Receiver<Frame>>,
+    pub rx: OwnedMutexGuard<Receiver>,
 }
 
 /// Joins `n` sockets to `ns`, each on its own session with an outbound queue

@@ -71,7 +71,7 @@ pub(crate) async fn poll(
             Some(CloseReason::ClientClose) => "6".to_owned(),
             _ => {
                 let mut rest = Vec::new();
-                while let Ok(f) = rx.try_recv() {
+                while let Some(f) = rx.try_recv() {
                     rest.push(f);
                 }
                 session.mark_flushed();
@@ -90,11 +90,11 @@ pub(crate) async fn poll(
     let mut frames = vec![first];
     while used < budget {
         match rx.try_recv() {
-            Ok(f) => {
+            Some(f) => {
                 used += payload::encoded_len(&f);
                 frames.push(f);
             }
-            Err(_) => break,
+            None => break,
         }
     }
     drop(rx);

@@ -23,7 +23,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use actix_http::body::{BodyStream, MessageBody};
 use actix_http::ws::{self, Codec};
@@ -31,13 +31,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::StreamExt;
-use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::sync::OwnedMutexGuard;
-use tokio::sync::mpsc::Receiver;
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::super::packet::{Frame, Packet};
+use super::super::queue::Receiver;
 use super::super::session::RX_HANDOVER;
 use super::super::{CloseReason, Engine, EngineError, Session, Transport};
 
@@ -45,7 +44,7 @@ use super::super::{CloseReason, Engine, EngineError, Session, Transport};
 /// dispatcher (which writes and then polls again).
 const MAX_CHUNK: usize = 32 * 1024;
 
-type Queue = OwnedMutexGuard<Receiver<Frame>>;
+type Queue = OwnedMutexGuard<Receiver>;
 
 /// A frame the reader side asks the writer side to send, ahead of the queue.
 enum Control {
@@ -70,19 +69,23 @@ struct LinkState {
     control: VecDeque<Control>,
     queue: Option<Queue>,
     finish: Option<Finish>,
+    /// The writer's waker (the connection's task), registered at every poll.
+    writer: Option<Waker>,
 }
 
 /// What the reader task and the response body share.
 #[derive(Default)]
 struct Link {
     state: Mutex<LinkState>,
-    writer: AtomicWaker,
 }
 
 impl Link {
     fn update(&self, f: impl FnOnce(&mut LinkState)) {
-        f(&mut self.state.lock());
-        self.writer.wake();
+        let mut state = self.state.lock();
+        f(&mut state);
+        if let Some(w) = &state.writer {
+            w.wake_by_ref();
+        }
     }
     fn control(&self, c: Control) {
         self.update(|s| s.control.push_back(c));
@@ -146,9 +149,12 @@ impl futures_util::Stream for Outbound {
         if this.done {
             return Poll::Ready(None);
         }
-        this.link.writer.register(cx.waker());
         let (control, finish) = {
             let mut state = this.link.state.lock();
+            match &mut state.writer {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
             if this.queue.is_none() {
                 this.queue = state.queue.take();
             }

@@ -1,0 +1,202 @@
+//! A session's bounded outbound queue.
+//!
+//! Many producers (broadcasts, acks, the heartbeat) push without waiting; one
+//! consumer at a time (a pending polling GET, or the WebSocket writer) takes
+//! frames. A push to a full queue fails at once: the caller decides (the
+//! session closes the slow client). The lock is held only to push or pop,
+//! never across an `.await`.
+//!
+//! Why not `tokio::sync::mpsc`: a session is mostly idle, and tokio's bounded
+//! channel allocates a block of 32 slots plus its channel state (about 1.7 KiB)
+//! for every session up front and keeps it; this queue holds a `VecDeque` that
+//! grows only as far as the frames actually waiting, and costs one short lock
+//! and one waker call per frame.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use std::task::Waker;
+
+use parking_lot::Mutex;
+
+use super::packet::Frame;
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// The queue holds `capacity` frames (or would, with the frames offered).
+    Full,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    capacity: usize,
+}
+
+struct State {
+    frames: VecDeque<Frame>,
+    /// False once the [`Sender`] is dropped: a consumer then gets `None` after
+    /// the last frame.
+    open: bool,
+    /// The consumer's waker. Kept (not taken) when woken, so that a consumer
+    /// polling again from the same task neither clones nor replaces it.
+    waker: Option<Waker>,
+    /// Whether the consumer found the queue empty and waits for a wake-up.
+    waiting: bool,
+}
+
+impl State {
+    /// Wakes the consumer if it waits. Called under the lock: waking only
+    /// schedules the consumer's task.
+    fn wake(&mut self) {
+        if std::mem::take(&mut self.waiting)
+            && let Some(w) = &self.waker
+        {
+            w.wake_by_ref();
+        }
+    }
+}
+
+/// The producing side (shared by reference: the session owns it).
+pub struct Sender(Arc<Shared>);
+
+/// The consuming side.
+pub struct Receiver(Arc<Shared>);
+
+/// A queue of at most `capacity` frames (at least one).
+pub fn channel(capacity: usize) -> (Sender, Receiver) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            frames: VecDeque::new(),
+            open: true,
+            waker: None,
+            waiting: false,
+        }),
+        capacity: capacity.max(1),
+    });
+    (Sender(shared.clone()), Receiver(shared))
+}
+
+impl Sender {
+    /// Queues `frame`, or fails at once if the queue is full.
+    pub fn try_send(&self, frame: Frame) -> Result<(), Full> {
+        let mut state = self.0.state.lock();
+        if state.frames.len() >= self.0.capacity {
+            return Err(Full::Full);
+        }
+        state.frames.push_back(frame);
+        state.wake();
+        Ok(())
+    }
+
+    /// Queues all of `frames` or none of them (a packet and its attachments).
+    pub fn try_send_all(&self, frames: impl ExactSizeIterator<Item = Frame>) -> Result<(), Full> {
+        let mut state = self.0.state.lock();
+        if state.frames.len() + frames.len() > self.0.capacity {
+            return Err(Full::Full);
+        }
+        state.frames.extend(frames);
+        state.wake();
+        Ok(())
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock();
+        state.open = false;
+        state.wake();
+    }
+}
+
+impl Receiver {
+    /// The next frame; `None` once the sender is gone and the queue is empty.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
+        let mut state = self.0.state.lock();
+        if let Some(frame) = pop(&mut state) {
+            return Poll::Ready(Some(frame));
+        }
+        if !state.open {
+            return Poll::Ready(None);
+        }
+        match &mut state.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        state.waiting = true;
+        Poll::Pending
+    }
+
+    /// Waits for the next frame. Cancel-safe: a frame is taken only when returned.
+    pub async fn recv(&mut self) -> Option<Frame> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next frame if one is queued.
+    pub fn try_recv(&mut self) -> Option<Frame> {
+        pop(&mut self.0.state.lock())
+    }
+}
+
+fn pop(state: &mut State) -> Option<Frame> {
+    let frame = state.frames.pop_front();
+    if state.frames.is_empty() && state.frames.capacity() > SHRINK_ABOVE {
+        // A burst is over: give its memory back rather than keep it per session.
+        state.frames.shrink_to(SHRINK_ABOVE);
+    }
+    frame
+}
+
+/// Capacity (in frames) an empty queue keeps after a burst.
+const SHRINK_ABOVE: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_fifo_all_or_nothing() {
+        let (tx, mut rx) = channel(3);
+        tx.try_send(Frame::ping()).unwrap();
+        assert_eq!(
+            tx.try_send_all([Frame::noop(), Frame::noop(), Frame::noop()].into_iter()),
+            Err(Full::Full)
+        );
+        tx.try_send_all([Frame::noop(), Frame::close()].into_iter())
+            .unwrap();
+        assert_eq!(tx.try_send(Frame::ping()), Err(Full::Full));
+        assert_eq!(rx.try_recv(), Some(Frame::ping()));
+        assert_eq!(rx.try_recv(), Some(Frame::noop()));
+        assert_eq!(rx.try_recv(), Some(Frame::close()));
+        assert_eq!(rx.try_recv(), None);
+    }
+
+    #[tokio::test]
+    async fn recv_waits_for_a_frame_and_ends_when_the_sender_is_gone() {
+        let (tx, mut rx) = channel(4);
+        let consumer = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(f) = rx.recv().await {
+                got.push(f);
+            }
+            got
+        });
+        tokio::task::yield_now().await;
+        tx.try_send(Frame::ping()).unwrap();
+        tx.try_send(Frame::noop()).unwrap();
+        drop(tx);
+        assert_eq!(consumer.await.unwrap(), vec![Frame::ping(), Frame::noop()]);
+    }
+
+    #[test]
+    fn a_burst_does_not_keep_its_memory() {
+        let (tx, mut rx) = channel(1000);
+        for _ in 0..1000 {
+            tx.try_send(Frame::noop()).unwrap();
+        }
+        while rx.try_recv().is_some() {}
+        assert!(rx.0.state.lock().frames.capacity() <= SHRINK_ABOVE);
+    }
+}
