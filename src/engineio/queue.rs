@@ -23,12 +23,10 @@ use parking_lot::Mutex;
 
 use super::packet::Frame;
 
-/// Why a frame was not queued.
+/// A frame was not queued: the queue holds `capacity` frames (or would, with
+/// the frames offered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Full {
-    /// The queue holds `capacity` frames (or would, with the frames offered).
-    Full,
-}
+pub struct Full;
 
 struct Shared {
     state: Mutex<State>,
@@ -37,9 +35,6 @@ struct Shared {
 
 struct State {
     frames: VecDeque<Frame>,
-    /// False once the [`Sender`] is dropped: a consumer then gets `None` after
-    /// the last frame.
-    open: bool,
     /// The consumer's waker. Kept (not taken) when woken, so that a consumer
     /// polling again from the same task neither clones nor replaces it.
     waker: Option<Waker>,
@@ -62,7 +57,9 @@ impl State {
 /// The producing side (shared by reference: the session owns it).
 pub struct Sender(Arc<Shared>);
 
-/// The consuming side.
+/// The consuming side. Its consumers hold the session, and with it the
+/// [`Sender`], so the queue never ends under them: waiting stops when the
+/// session closes (its token), not when the queue does.
 pub struct Receiver(Arc<Shared>);
 
 /// A queue of at most `capacity` frames (at least one).
@@ -70,7 +67,6 @@ pub fn channel(capacity: usize) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             frames: VecDeque::new(),
-            open: true,
             waker: None,
             waiting: false,
         }),
@@ -84,7 +80,7 @@ impl Sender {
     pub fn try_send(&self, frame: Frame) -> Result<(), Full> {
         let mut state = self.0.state.lock();
         if state.frames.len() >= self.0.capacity {
-            return Err(Full::Full);
+            return Err(Full);
         }
         state.frames.push_back(frame);
         state.wake();
@@ -95,7 +91,7 @@ impl Sender {
     pub fn try_send_all(&self, frames: impl ExactSizeIterator<Item = Frame>) -> Result<(), Full> {
         let mut state = self.0.state.lock();
         if state.frames.len() + frames.len() > self.0.capacity {
-            return Err(Full::Full);
+            return Err(Full);
         }
         state.frames.extend(frames);
         state.wake();
@@ -103,23 +99,12 @@ impl Sender {
     }
 }
 
-impl Drop for Sender {
-    fn drop(&mut self) {
-        let mut state = self.0.state.lock();
-        state.open = false;
-        state.wake();
-    }
-}
-
 impl Receiver {
-    /// The next frame; `None` once the sender is gone and the queue is empty.
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
+    /// The next frame, once there is one.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Frame> {
         let mut state = self.0.state.lock();
         if let Some(frame) = pop(&mut state) {
-            return Poll::Ready(Some(frame));
-        }
-        if !state.open {
-            return Poll::Ready(None);
+            return Poll::Ready(frame);
         }
         match &mut state.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
@@ -130,7 +115,7 @@ impl Receiver {
     }
 
     /// Waits for the next frame. Cancel-safe: a frame is taken only when returned.
-    pub async fn recv(&mut self) -> Option<Frame> {
+    pub async fn recv(&mut self) -> Frame {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
@@ -162,11 +147,11 @@ mod tests {
         tx.try_send(Frame::ping()).unwrap();
         assert_eq!(
             tx.try_send_all([Frame::noop(), Frame::noop(), Frame::noop()].into_iter()),
-            Err(Full::Full)
+            Err(Full)
         );
         tx.try_send_all([Frame::noop(), Frame::close()].into_iter())
             .unwrap();
-        assert_eq!(tx.try_send(Frame::ping()), Err(Full::Full));
+        assert_eq!(tx.try_send(Frame::ping()), Err(Full));
         assert_eq!(rx.try_recv(), Some(Frame::ping()));
         assert_eq!(rx.try_recv(), Some(Frame::noop()));
         assert_eq!(rx.try_recv(), Some(Frame::close()));
@@ -174,20 +159,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn recv_waits_for_a_frame_and_ends_when_the_sender_is_gone() {
+    async fn recv_waits_for_a_frame() {
         let (tx, mut rx) = channel(4);
-        let consumer = tokio::spawn(async move {
-            let mut got = Vec::new();
-            while let Some(f) = rx.recv().await {
-                got.push(f);
-            }
-            got
-        });
+        let consumer = tokio::spawn(async move { [rx.recv().await, rx.recv().await] });
         tokio::task::yield_now().await;
         tx.try_send(Frame::ping()).unwrap();
+        tokio::task::yield_now().await;
         tx.try_send(Frame::noop()).unwrap();
-        drop(tx);
-        assert_eq!(consumer.await.unwrap(), vec![Frame::ping(), Frame::noop()]);
+        assert_eq!(consumer.await.unwrap(), [Frame::ping(), Frame::noop()]);
     }
 
     #[test]

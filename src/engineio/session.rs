@@ -206,7 +206,7 @@ impl Session {
 
     /// Queues one frame. A full queue closes the session as a slow consumer.
     pub fn send(&self, frame: Frame) -> Result<(), SendError> {
-        self.tx.try_send(frame).map_err(|queue::Full::Full| {
+        self.tx.try_send(frame).map_err(|queue::Full| {
             self.overflow();
             SendError::Overflow
         })
@@ -218,7 +218,7 @@ impl Session {
         if frames.len() == 0 {
             return Ok(());
         }
-        self.tx.try_send_all(frames).map_err(|queue::Full::Full| {
+        self.tx.try_send_all(frames).map_err(|queue::Full| {
             self.overflow();
             SendError::Overflow
         })

@@ -61,7 +61,7 @@ pub(crate) async fn poll(
     };
     let first = tokio::select! {
         biased;
-        frame = rx.recv() => frame,
+        frame = rx.recv() => Some(frame),
         _ = session.closed().cancelled() => None,
     };
     let Some(first) = first else {

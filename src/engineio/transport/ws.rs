@@ -105,7 +105,7 @@ impl Link {
 struct Outbound {
     engine: Arc<Engine>,
     link: Arc<Link>,
-    session: Option<Arc<Session>>,
+    session: Arc<Session>,
     queue: Option<Queue>,
     codec: Codec,
     buf: BytesMut,
@@ -113,7 +113,7 @@ struct Outbound {
 }
 
 impl Outbound {
-    fn new(engine: Arc<Engine>, link: Arc<Link>, session: Option<Arc<Session>>) -> Outbound {
+    fn new(engine: Arc<Engine>, link: Arc<Link>, session: Arc<Session>) -> Outbound {
         Outbound {
             engine,
             link,
@@ -170,23 +170,14 @@ impl futures_util::Stream for Outbound {
         if finish != Some(Finish::Now)
             && let Some(mut queue) = this.queue.take()
         {
-            let mut open = true;
             while this.buf.len() < MAX_CHUNK {
                 match queue.poll_recv(cx) {
-                    Poll::Ready(Some(frame)) => this.encode_packet(frame),
-                    Poll::Ready(None) => {
-                        open = false;
-                        break;
-                    }
+                    Poll::Ready(frame) => this.encode_packet(frame),
                     Poll::Pending => break,
                 }
             }
             drained = this.buf.len() < MAX_CHUNK;
             this.queue = Some(queue);
-            if !open {
-                // Every sender is gone: the session no longer exists.
-                this.done = true;
-            }
         }
         if finish.is_some() && drained {
             this.encode(ws::Message::Close(None));
@@ -208,8 +199,8 @@ impl Drop for Outbound {
         // transport, the session ends with it; a failed probe's body never took
         // the queue and leaves the polling session alone.
         let had_queue = self.queue.is_some() || self.link.state.lock().queue.is_some();
-        if had_queue && let Some(session) = &self.session {
-            session.close(CloseReason::TransportClose);
+        if had_queue {
+            self.session.close(CloseReason::TransportClose);
         }
     }
 }
@@ -356,7 +347,7 @@ pub(crate) fn open(
             return Err(EngineError::BadRequest);
         }
     }
-    let out = Outbound::new(engine.clone(), link.clone(), Some(session.clone()));
+    let out = Outbound::new(engine.clone(), link.clone(), session.clone());
     let reader = Reader::new(body, engine.config.max_payload);
     actix_web::rt::spawn(read_loop(engine.clone(), session, link, reader));
     Ok(respond(builder, out))
@@ -371,7 +362,7 @@ pub(crate) fn upgrade(
 ) -> Result<HttpResponse, EngineError> {
     let builder = handshake(req)?;
     let link = Arc::new(Link::default());
-    let out = Outbound::new(engine.clone(), link.clone(), Some(session.clone()));
+    let out = Outbound::new(engine.clone(), link.clone(), session.clone());
     let already = session.transport() == Transport::WebSocket
         || session.upgrading.swap(true, Ordering::AcqRel);
     if already {
