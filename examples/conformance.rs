@@ -14,7 +14,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
+use hubbub::engineio::serve::{self, Mounts, ServeOptions};
 use hubbub::engineio::{
     CloseReason, Connection, Engine, EngineConfig, EngineHandler, Frame, Message, OriginPolicy,
     ProtocolViolation, Session,
@@ -108,18 +109,25 @@ async fn main() -> anyhow::Result<()> {
         origins: OriginPolicy::Any,
     };
     let engine: Arc<Engine> = Engine::new(config, handler, metrics);
-    let data = web::Data::new(engine);
-    let mut server = HttpServer::new(move || {
+    let data = web::Data::new(engine.clone());
+    let options = ServeOptions::default();
+    let mut listeners = vec![serve::listener(
+        ([0, 0, 0, 0], 3000).into(),
+        options.backlog,
+    )?];
+    // Where `localhost` also resolves to ::1, listen there too.
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        listeners.push(serve::listener(
+            (std::net::Ipv6Addr::LOCALHOST, 3000).into(),
+            options.backlog,
+        )?);
+    }
+    let server = serve::server(listeners, Mounts::new(path, engine), &options, move || {
         App::new()
             .app_data(data.clone())
             .route(path, web::route().to(hubbub::engineio::endpoint))
-    })
-    .bind(("0.0.0.0", 3000))?;
-    // Where `localhost` also resolves to ::1, listen there too.
-    if std::net::TcpListener::bind("[::1]:0").is_ok() {
-        server = server.bind(("::1", 3000))?;
-    }
+    })?;
     eprintln!("conformance server ({mode}) listening on port 3000 at {path}");
-    server.run().await?;
+    server.await?;
     Ok(())
 }

@@ -14,8 +14,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer};
+use actix_web::App;
 use clap::Parser;
+use hubbub::engineio::serve::{self, Mounts, ServeOptions};
 use serde_json::{Value, json};
 
 use hubbub::config::ServerConfig;
@@ -160,12 +161,16 @@ async fn main() -> anyhow::Result<()> {
         health: Health::new(),
         path: config.path.clone(),
     };
-    let server = HttpServer::new(move || App::new().configure(http::routes(state.clone())))
-        .workers(2)
-        .bind(config.bind)?;
-    for addr in server.addrs() {
-        tracing::info!(%addr, "hubbub-server listening");
-    }
-    server.run().await?;
+    let options = ServeOptions {
+        workers: Some(2),
+        ..ServeOptions::default()
+    };
+    let listener = serve::listener(config.bind, options.backlog)?;
+    tracing::info!(addr = %listener.local_addr()?, "hubbub-server listening");
+    let mounts = Mounts::new(config.path.clone(), state.engine.clone());
+    let server = serve::server(vec![listener], mounts, &options, move || {
+        App::new().configure(http::routes(state.clone()))
+    })?;
+    server.await?;
     Ok(())
 }

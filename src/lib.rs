@@ -11,7 +11,7 @@
 //! | [`config`] | server settings, defaults, validation | I/O |
 //! | [`telemetry`] | tracing set-up (the only process-wide globals) | |
 //! | [`metrics`] | the server's Prometheus registry and metric handles | the global registry |
-//! | [`engineio`] | Engine.IO v4: packets, sessions, polling and WebSocket transports | Socket.IO, chat, Redis |
+//! | [`engineio`] | Engine.IO v4: packets, sessions, polling and WebSocket transports, the HTTP server that takes WebSockets off actix-http's dispatcher | Socket.IO, chat, Redis |
 //! | [`socketio`] | Socket.IO v5: packets, namespaces, sockets, acks, rooms, broadcast, the `Adapter` trait | chat, Redis |
 //! | [`cluster`] | cross-replica delivery: `socketio::Adapter` over Redis | chat |
 //! | [`chat`] | the chat + Q&A application and its `Store` | engineio internals |

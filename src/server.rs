@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer};
+use actix_web::App;
 
 use crate::chat::store::{MemoryStore, Store, StoreLimits};
 use crate::chat::store_redis::{PresenceSettings, RedisStore};
@@ -18,6 +18,7 @@ use crate::chat::{Chat, ChatSettings};
 use crate::cluster::adapter::RedisAdapter;
 use crate::cluster::redis::{RedisLink, RedisSettings};
 use crate::config::ServerConfig;
+use crate::engineio::serve::{self, Mounts, ServeOptions};
 use crate::engineio::{CloseReason, Engine, EngineConfig, OriginPolicy};
 use crate::http::{self, AppState, Health};
 use crate::metrics::Metrics;
@@ -132,18 +133,21 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         path: config.path.clone(),
     };
     let grace = Duration::from_secs(config.shutdown_grace_secs);
-    let server = HttpServer::new(move || App::new().configure(http::routes(state.clone())))
-        .disable_signals()
-        .shutdown_timeout(config.shutdown_grace_secs.max(1))
-        .bind(config.bind)
-        .map_err(|source| ServerError::Bind {
+    let mounts = Mounts::new(config.path.clone(), engine.clone());
+    let options = ServeOptions {
+        shutdown_timeout_secs: config.shutdown_grace_secs.max(1),
+        ..ServeOptions::default()
+    };
+    let listener =
+        serve::listener(config.bind, options.backlog).map_err(|source| ServerError::Bind {
             addr: config.bind,
             source,
         })?;
-    for addr in server.addrs() {
-        tracing::info!(%addr, path = %config.path, "hubbub-server listening");
-    }
-    let server = server.run();
+    let addr = listener.local_addr().unwrap_or(config.bind);
+    let server = serve::server(vec![listener], mounts, &options, move || {
+        App::new().configure(http::routes(state.clone()))
+    })?;
+    tracing::info!(%addr, path = %config.path, "hubbub-server listening");
     let handle = server.handle();
     let mut running = tokio::spawn(server);
 

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use hubbub::chat::store::{MemoryStore, StoreLimits};
 use hubbub::chat::{Chat, ChatSettings};
+use hubbub::engineio::serve::{self, Mounts, ServeOptions};
 use hubbub::engineio::{Engine, EngineConfig};
 use hubbub::http::{self, AppState, Health};
 use hubbub::metrics::Metrics;
@@ -127,15 +128,47 @@ fn settings() -> EngineConfig {
     }
 }
 
+/// How a test server is built.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Serving {
+    /// As `server::run` builds it: `engineio::serve`, WebSockets taken off the dispatcher.
+    Own,
+    /// The route table in a plain actix-web server (`actix_test`): WebSockets
+    /// served as streaming responses.
+    InApp,
+}
+
+/// The running server behind a test.
+enum Running {
+    Own {
+        addr: std::net::SocketAddr,
+        handle: actix_server::ServerHandle,
+    },
+    InApp(actix_test::TestServer),
+}
+
 /// A running server and an HTTP client for it.
 struct Server {
-    srv: actix_test::TestServer,
+    running: Running,
     http: awc::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Running::Own { handle, .. } = &self.running {
+            let stop = handle.stop(false);
+            actix_web::rt::spawn(stop);
+        }
+    }
 }
 
 impl Server {
     /// Starts the real route table with the chat application, as `server::run` wires it.
     fn start(config: EngineConfig) -> Server {
+        Server::start_with(config, Serving::Own)
+    }
+
+    fn start_with(config: EngineConfig, serving: Serving) -> Server {
         count_panics();
         let metrics = Arc::new(Metrics::new());
         let store = Arc::new(MemoryStore::new(StoreLimits {
@@ -166,22 +199,54 @@ impl Server {
             health: Health::new(),
             path: PATH.into(),
         };
-        let srv = actix_test::start_with(actix_test::config().h1(), move || {
-            App::new().configure(http::routes(state.clone()))
-        });
+        let running = match serving {
+            Serving::Own => {
+                let listener = serve::listener(([127, 0, 0, 1], 0).into(), 128).expect("listen");
+                let addr = listener.local_addr().expect("local address");
+                let options = ServeOptions {
+                    workers: Some(1),
+                    shutdown_timeout_secs: 1,
+                    ..ServeOptions::default()
+                };
+                let mounts = Mounts::new(PATH, state.engine.clone());
+                let server = serve::server(vec![listener], mounts, &options, move || {
+                    App::new().configure(http::routes(state.clone()))
+                })
+                .expect("server");
+                let handle = server.handle();
+                actix_web::rt::spawn(server);
+                Running::Own { addr, handle }
+            }
+            Serving::InApp => Running::InApp(actix_test::start_with(
+                actix_test::config().h1(),
+                move || App::new().configure(http::routes(state.clone())),
+            )),
+        };
         let http = awc::Client::builder()
             .timeout(Duration::from_secs(30))
             .finish();
-        Server { srv, http }
+        Server { running, http }
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        match &self.running {
+            Running::Own { addr, .. } => *addr,
+            Running::InApp(srv) => srv.addr(),
+        }
+    }
+
+    /// The URL of `path` (with its query) on this server.
+    fn path_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr())
     }
 
     fn url(&self, query: &str) -> String {
-        self.srv.url(&format!("{PATH}?{query}"))
+        self.path_url(&format!("{PATH}?{query}"))
     }
 
     /// The origin of the server itself (same-origin for the default policy).
     fn own_origin(&self) -> String {
-        format!("http://{}", self.srv.addr())
+        format!("http://{}", self.addr())
     }
 
     async fn request(
@@ -248,7 +313,7 @@ impl Server {
     }
 
     async fn assert_healthz(&self) {
-        let resp = timeout(WAIT, self.http.get(self.srv.url("/healthz")).send())
+        let resp = timeout(WAIT, self.http.get(self.path_url("/healthz")).send())
             .await
             .expect("healthz in time");
         let mut resp = resp.expect("healthz answered");
@@ -258,7 +323,7 @@ impl Server {
 
     /// The Prometheus text of `/metrics`.
     async fn metrics(&self) -> String {
-        let resp = timeout(WAIT, self.http.get(self.srv.url("/metrics")).send())
+        let resp = timeout(WAIT, self.http.get(self.path_url("/metrics")).send())
             .await
             .expect("metrics in time");
         let mut resp = resp.expect("metrics answered");
@@ -390,14 +455,27 @@ struct RawWs {
 
 impl RawWs {
     async fn open(addr: std::net::SocketAddr) -> RawWs {
+        let (status, ws) = RawWs::request(addr, PATH, b"").await;
+        assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+        ws
+    }
+
+    /// Sends a WebSocket handshake for `path` (query included), followed at
+    /// once by `pipelined` bytes; returns the answer's head and the connection.
+    async fn request(addr: std::net::SocketAddr, path: &str, pipelined: &[u8]) -> (String, RawWs) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let head = format!(
-            "GET {PATH}?EIO=4&transport=websocket HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        tcp.write_all(head.as_bytes())
-            .await
-            .expect("write handshake");
+        let path = if path == PATH {
+            format!("{PATH}?EIO=4&transport=websocket")
+        } else {
+            path.to_owned()
+        };
+        let mut head = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .into_bytes();
+        head.extend_from_slice(pipelined);
+        tcp.write_all(&head).await.expect("write handshake");
         let mut read = Vec::new();
         let end = loop {
             if let Some(i) = read.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -411,23 +489,35 @@ impl RawWs {
             assert!(n > 0, "connection closed during the handshake");
             read.extend_from_slice(&buf[..n]);
         };
-        assert!(
-            read.starts_with(b"HTTP/1.1 101"),
-            "{}",
-            String::from_utf8_lossy(&read)
-        );
+        let status = String::from_utf8_lossy(&read[..end]).into_owned();
         read.drain(..end);
-        RawWs { tcp, read }
+        (status, RawWs { tcp, read })
+    }
+
+    /// A masked frame (as clients send them): `head` is the first byte.
+    fn frame(head: u8, payload: &[u8]) -> Vec<u8> {
+        assert!(payload.len() < 126);
+        let mut frame = vec![head, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    /// The rest of the stream, until the server closes it.
+    async fn rest(&mut self) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut rest = std::mem::take(&mut self.read);
+        timeout(WAIT, self.tcp.read_to_end(&mut rest))
+            .await
+            .expect("server closes in time")
+            .expect("read");
+        rest
     }
 
     /// Sends one frame: `head` is the first byte (FIN and opcode).
     async fn send(&mut self, head: u8, payload: &[u8]) {
         use tokio::io::AsyncWriteExt;
-        assert!(payload.len() < 126);
-        let mut frame = vec![head, 0x80 | payload.len() as u8, 0, 0, 0, 0];
-        frame.extend_from_slice(payload);
         // The server may already have closed the connection.
-        let _ = self.tcp.write_all(&frame).await;
+        let _ = self.tcp.write_all(&RawWs::frame(head, payload)).await;
     }
 
     /// The next frame from the server as (opcode, payload), or `None` once the
@@ -916,7 +1006,7 @@ mod polling {
             // The first POST (on a raw connection) sends its head and part of
             // its body, then waits.
             let (release, released) = tokio::sync::oneshot::channel::<()>();
-            let addr = srv.srv.addr();
+            let addr = srv.addr();
             let head = format!(
                 "POST {PATH}?{q} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 3\r\nConnection: close\r\n\r\n6"
             );
@@ -1214,6 +1304,74 @@ mod websocket {
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
 
+    /// The server hands every `Upgrade: websocket` request over with its
+    /// connection: off the Engine.IO path it is refused (and closed), on it
+    /// it is checked like any request, and frames the client sends right
+    /// behind its request are not lost in the handover.
+    #[actix_web::test]
+    async fn upgrades_are_routed_and_pipelined_frames_kept() {
+        let srv = Server::start(settings());
+        let mut canary = srv.ws_open().await;
+        canary.connect_ns().await;
+
+        for path in [
+            "/",
+            "/healthz",
+            "/socket.io",
+            "/nope/?EIO=4&transport=websocket",
+        ] {
+            let (status, mut raw) = RawWs::request(srv.addr(), path, b"").await;
+            assert!(status.starts_with("HTTP/1.1 404"), "{path}: {status}");
+            assert!(
+                status.to_ascii_lowercase().contains("connection: close"),
+                "{status}"
+            );
+            assert_eq!(raw.rest().await, b"not found", "{path}");
+        }
+        let checked = [
+            (
+                "/socket.io/?EIO=3&transport=websocket",
+                400,
+                5,
+                "Unsupported protocol version",
+            ),
+            ("/socket.io/?EIO=4&transport=polling", 400, 3, "Bad request"),
+            (
+                "/socket.io/?EIO=4&transport=websocket&sid=nope",
+                400,
+                1,
+                "Session ID unknown",
+            ),
+        ];
+        for (path, status_code, code, message) in checked {
+            let (status, mut raw) = RawWs::request(srv.addr(), path, b"").await;
+            assert!(
+                status.starts_with(&format!("HTTP/1.1 {status_code}")),
+                "{path}: {status}"
+            );
+            assert_eq!(
+                raw.rest().await,
+                error_body(code, message).as_bytes(),
+                "{path}"
+            );
+        }
+
+        // The Socket.IO CONNECT and an acknowledged event, sent in the same
+        // write as the handshake, are answered.
+        let mut pipelined = RawWs::frame(0x81, b"40");
+        pipelined.extend(RawWs::frame(0x81, br#"421["who"]"#));
+        let (status, mut raw) = RawWs::request(srv.addr(), PATH, &pipelined).await;
+        assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+        raw.expect_text("0{").await;
+        raw.expect_text(r#"40{"sid":"#).await;
+        raw.expect_text(r#"431[{"online":"#).await;
+
+        // Plain HTTP is untouched.
+        srv.assert_healthz().await;
+        canary.assert_healthy().await;
+        assert_no_panics();
+    }
+
     #[actix_web::test]
     async fn random_binary_frames_close_the_connection() {
         let srv = Server::start(settings());
@@ -1304,8 +1462,18 @@ mod websocket {
     /// non-UTF-8 text closes only that connection.
     #[actix_web::test]
     async fn control_frames_and_broken_framing() {
+        control_frames_and_broken_framing_on(Serving::Own).await;
+    }
+
+    /// The same, with the route table in a plain actix-web server.
+    #[actix_web::test]
+    async fn control_frames_and_broken_framing_in_app() {
+        control_frames_and_broken_framing_on(Serving::InApp).await;
+    }
+
+    async fn control_frames_and_broken_framing_on(serving: Serving) {
         use actix_http::ws::Item;
-        let srv = Server::start(settings());
+        let srv = Server::start_with(settings(), serving);
         let mut canary = srv.ws_open().await;
         canary.connect_ns().await;
 
@@ -1350,7 +1518,7 @@ mod websocket {
             &[(0x81, b"42[\"\xff\"]")],
         ];
         for frames in frames {
-            let mut raw = RawWs::open(srv.srv.addr()).await;
+            let mut raw = RawWs::open(srv.addr()).await;
             raw.send(0x81, b"40").await;
             raw.expect_text(r#"40{"sid":"#).await;
             // Well-formed fragments are joined: an acked `who` in two frames.
@@ -1370,7 +1538,17 @@ mod websocket {
 
     #[actix_web::test]
     async fn oversize_frames_close_the_connection() {
-        let srv = Server::start(settings());
+        oversize_frames_close_the_connection_on(Serving::Own).await;
+    }
+
+    /// The same, with the route table in a plain actix-web server.
+    #[actix_web::test]
+    async fn oversize_frames_close_the_connection_in_app() {
+        oversize_frames_close_the_connection_on(Serving::InApp).await;
+    }
+
+    async fn oversize_frames_close_the_connection_on(serving: Serving) {
+        let srv = Server::start_with(settings(), serving);
         let mut canary = srv.ws_open().await;
         canary.connect_ns().await;
 
@@ -1412,7 +1590,17 @@ mod websocket {
 
     #[actix_web::test]
     async fn upgrade_edge_cases() {
-        let srv = Server::start(settings());
+        upgrade_edge_cases_on(Serving::Own).await;
+    }
+
+    /// The same, with the route table in a plain actix-web server.
+    #[actix_web::test]
+    async fn upgrade_edge_cases_in_app() {
+        upgrade_edge_cases_on(Serving::InApp).await;
+    }
+
+    async fn upgrade_edge_cases_on(serving: Serving) {
+        let srv = Server::start_with(settings(), serving);
         let mut canary = srv.ws_open().await;
         canary.connect_ns().await;
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod packet;
 pub mod payload;
 pub mod queue;
+pub mod serve;
 pub mod session;
 pub mod transport;
 
@@ -314,7 +315,7 @@ pub async fn endpoint(
         Ok(resp) => resp,
         Err(e) => {
             let mut resp = actix_web::ResponseError::error_response(&e);
-            transport::add_cors(&engine, &req, &mut resp);
+            transport::add_cors(&engine, req.headers(), resp.headers_mut());
             resp
         }
     }

@@ -3,20 +3,30 @@
 //! packet per frame: text packets in text frames, binary messages as raw
 //! binary frames.
 //!
-//! Built on actix-http's WebSocket codec, with no channel or task between the
+//! Built on actix-http's WebSocket codec, with no channel between the
 //! session's outbound queue and the socket:
 //!
-//! * **Writing.** The HTTP response body ([`Outbound`]) *is* the reader of the
-//!   session's queue. The connection's dispatcher polls it; every frame that is
-//!   ready is encoded into one chunk, which the dispatcher writes with one
-//!   system call. Delivering a broadcast frame costs one queue push and one
-//!   wake-up of the connection, and frames that pile up go out together.
-//! * **Reading.** One task per connection ([`read_loop`]) decodes the request
-//!   payload into WebSocket frames, joins continuations, and hands Engine.IO
-//!   packets to the engine. For an upgrade it first runs the probe.
+//! * **Writing.** [`Outbound`] *is* the reader of the session's queue: every
+//!   frame that is ready is encoded into one chunk, written with one system
+//!   call. Delivering a broadcast frame costs one queue push and one wake-up
+//!   of the connection, and frames that pile up go out together.
+//! * **Reading.** [`Reader`] decodes WebSocket frames, joins continuations,
+//!   and [`read_loop`] hands Engine.IO packets to the engine. For an upgrade
+//!   [`probe`] runs first.
 //! * The two share a [`Link`]: frames the reader wants written (the open
 //!   packet, `3probe`, WebSocket pongs), the queue handed over after an
 //!   upgrade, and when to finish.
+//!
+//! Two ways to run a connection:
+//!
+//! * **On its own** ([`Accepted::serve`]), the production path: the server
+//!   built by [`crate::engineio::serve`] hands the TCP stream over after the
+//!   handshake and one task reads and writes it. actix-http's dispatcher, with
+//!   its fixed 8 KiB read and 8 KiB write buffers, is gone; an idle
+//!   connection holds no buffer at all.
+//! * **Inside actix-web** ([`Accepted::respond`]), when the endpoint is mounted
+//!   in an ordinary `HttpServer`: the 101 response's streaming body writes and
+//!   a task reads the request payload.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -25,13 +35,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
+use std::time::Duration;
+
+use actix_http::RequestHead;
 use actix_http::body::{BodyStream, MessageBody};
 use actix_http::ws::{self, Codec};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
+use tokio::net::TcpStream;
 use tokio::sync::OwnedMutexGuard;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -40,8 +54,7 @@ use super::super::queue::Receiver;
 use super::super::session::RX_HANDOVER;
 use super::super::{CloseReason, Engine, EngineError, Session, Transport};
 
-/// The most bytes of frames encoded into one chunk before it is handed to the
-/// dispatcher (which writes and then polls again).
+/// The most bytes of frames encoded into one chunk before it is written.
 const MAX_CHUNK: usize = 32 * 1024;
 
 type Queue = OwnedMutexGuard<Receiver>;
@@ -100,8 +113,8 @@ impl Link {
     }
 }
 
-/// The response body: the session's queue (once it has it) and the control
-/// frames, encoded as WebSocket frames.
+/// The writing side: the session's queue (once it has it) and the control
+/// frames, encoded as WebSocket frames, a chunk at a time.
 struct Outbound {
     engine: Arc<Engine>,
     link: Arc<Link>,
@@ -184,7 +197,8 @@ impl futures_util::Stream for Outbound {
             this.done = true;
         }
         if !this.buf.is_empty() {
-            Poll::Ready(Some(Ok(this.buf.split().freeze())))
+            // Taken whole: an idle connection keeps no write buffer either.
+            Poll::Ready(Some(Ok(std::mem::take(&mut this.buf).freeze())))
         } else if this.done {
             Poll::Ready(None)
         } else {
@@ -226,9 +240,60 @@ enum ReadError {
     Continuation,
 }
 
-/// Decodes the request payload into [`Incoming`] frames.
-struct Reader {
-    payload: web::Payload,
+/// Where a WebSocket's bytes come from.
+trait Source {
+    /// Appends the next bytes to `buf`; `false` once the client is gone.
+    async fn fill(&mut self, buf: &mut BytesMut) -> bool;
+}
+
+/// The request payload of a WebSocket served inside actix-web.
+impl Source for web::Payload {
+    async fn fill(&mut self, buf: &mut BytesMut) -> bool {
+        match self.next().await {
+            // Copied out, so the dispatcher's read buffer is free for reuse at once.
+            Some(Ok(chunk)) => {
+                buf.extend_from_slice(&chunk);
+                true
+            }
+            Some(Err(_)) | None => false,
+        }
+    }
+}
+
+/// A connection of its own: read when readable, into a buffer that exists
+/// only while bytes wait to be decoded. Polled, not awaited through a stored
+/// readiness future, so that an idle connection's task stays small.
+impl Source for &TcpStream {
+    async fn fill(&mut self, buf: &mut BytesMut) -> bool {
+        let io = *self;
+        std::future::poll_fn(|cx| {
+            loop {
+                match io.poll_read_ready(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(_)) => return Poll::Ready(false),
+                    Poll::Ready(Ok(())) => {}
+                }
+                buf.reserve(READ_SIZE);
+                match io.try_read_buf(buf) {
+                    Ok(0) => return Poll::Ready(false),
+                    Ok(_) => return Poll::Ready(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        // A spurious wake-up: do not keep the buffer while waiting.
+                        if buf.is_empty() {
+                            *buf = BytesMut::new();
+                        }
+                    }
+                    Err(_) => return Poll::Ready(false),
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// Decodes a WebSocket's bytes into [`Incoming`] frames.
+struct Reader<S> {
+    source: S,
     buf: BytesMut,
     codec: Codec,
     max: usize,
@@ -236,11 +301,18 @@ struct Reader {
     partial: Option<(bool, BytesMut)>,
 }
 
-impl Reader {
-    fn new(payload: web::Payload, max: usize) -> Reader {
+impl<S: Source> Reader<S> {
+    fn new(source: S, buf: BytesMut, max: usize) -> Reader<S> {
+        // A leftover of the HTTP read buffer is copied, so that its (larger)
+        // allocation is not held for the life of the connection.
+        let buf = if buf.is_empty() {
+            BytesMut::new()
+        } else {
+            BytesMut::from(&buf[..])
+        };
         Reader {
-            payload,
-            buf: BytesMut::new(),
+            source,
+            buf,
             codec: Codec::new().max_size(max),
             max,
             partial: None,
@@ -256,10 +328,12 @@ impl Reader {
                     return Ok(Some(incoming));
                 }
             }
-            match self.payload.next().await {
-                // Copied out, so the dispatcher's read buffer is free for reuse at once.
-                Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
-                Some(Err(_)) | None => return Ok(None),
+            if self.buf.is_empty() && self.buf.capacity() > 0 {
+                // Nothing waits: an idle connection holds no read buffer.
+                self.buf = BytesMut::new();
+            }
+            if !self.source.fill(&mut self.buf).await {
+                return Ok(None);
             }
         }
     }
@@ -313,69 +387,246 @@ fn text(b: Bytes) -> Result<Incoming, ReadError> {
         .map_err(|_| ReadError::Utf8)
 }
 
-/// Checks the WebSocket handshake; the builder makes the 101 answer.
-fn handshake(req: &HttpRequest) -> Result<actix_http::ResponseBuilder, EngineError> {
-    ws::handshake(req.head()).map_err(|_| EngineError::BadRequest)
+/// A WebSocket accepted for a session: the 101 answer, the writing side
+/// and what the reading side will do.
+pub(crate) struct Accepted {
+    engine: Arc<Engine>,
+    response: actix_http::ResponseBuilder,
+    out: Outbound,
+    read: Option<ReadSide>,
 }
 
-/// The 101 answer, with `out` as its body.
-fn respond(mut builder: actix_http::ResponseBuilder, out: Outbound) -> HttpResponse {
-    match builder.message_body(BodyStream::new(out).boxed()) {
-        Ok(resp) => resp.into(),
-        // Only a builder holding an earlier error fails here; ours has none.
-        Err(_) => HttpResponse::InternalServerError().finish(),
+/// The reading side of an accepted WebSocket.
+struct ReadSide {
+    engine: Arc<Engine>,
+    session: Arc<Session>,
+    link: Arc<Link>,
+    /// An upgrade of a polling session: run the probe first.
+    probe: bool,
+}
+
+impl ReadSide {
+    async fn run<S: Source>(self, reader: Reader<S>) {
+        let reader = if self.probe {
+            // Boxed: only upgrades pay for the probe's state, and only while it runs.
+            match Box::pin(probe(&self.engine, &self.session, &self.link, reader)).await {
+                Some(reader) => reader,
+                None => return,
+            }
+        } else {
+            reader
+        };
+        read_loop(self.engine, self.session, self.link, reader).await;
     }
 }
 
-/// `GET ?EIO=4&transport=websocket` with an upgrade: a new session over WebSocket.
-pub(crate) fn open(
+/// Accepts a WebSocket request that passed the Engine.IO checks: a new session
+/// without `sid`, the upgrade of a polling session with it.
+pub(crate) fn accept(
     engine: &Arc<Engine>,
-    req: &HttpRequest,
-    body: web::Payload,
-) -> Result<HttpResponse, EngineError> {
-    let builder = handshake(req)?;
-    let session = engine.open_session(Transport::WebSocket)?;
+    head: &RequestHead,
+    sid: Option<&str>,
+) -> Result<Accepted, EngineError> {
+    let response = ws::handshake(head).map_err(|_| EngineError::BadRequest)?;
     let link = Arc::new(Link::default());
-    link.control(Control::Packet(
-        engine.open_frame(&session, Transport::WebSocket),
-    ));
-    // A fresh session's queue is never locked.
-    match session.rx.clone().try_lock_owned() {
-        Ok(queue) => link.hand_over(queue),
-        Err(_) => {
-            session.close(CloseReason::TransportError);
-            return Err(EngineError::BadRequest);
+    let (session, read) = match sid {
+        None => {
+            let session = engine.open_session(Transport::WebSocket)?;
+            link.control(Control::Packet(
+                engine.open_frame(&session, Transport::WebSocket),
+            ));
+            // A fresh session's queue is never locked.
+            match session.rx.clone().try_lock_owned() {
+                Ok(queue) => link.hand_over(queue),
+                Err(_) => {
+                    session.close(CloseReason::TransportError);
+                    return Err(EngineError::BadRequest);
+                }
+            }
+            (session, Some(false))
+        }
+        Some(sid) => {
+            let session = engine.get(sid).ok_or(EngineError::SessionUnknown)?;
+            let already = session.transport() == Transport::WebSocket
+                || session.upgrading.swap(true, Ordering::AcqRel);
+            if already {
+                // A second WebSocket for an upgraded (or upgrading) session: accept, then close.
+                link.finish(Finish::Now);
+                (session, None)
+            } else {
+                (session, Some(true))
+            }
+        }
+    };
+    let out = Outbound::new(engine.clone(), link.clone(), session.clone());
+    let read = read.map(|probe| ReadSide {
+        engine: engine.clone(),
+        session,
+        link,
+        probe,
+    });
+    Ok(Accepted {
+        engine: engine.clone(),
+        response,
+        out,
+        read,
+    })
+}
+
+impl Accepted {
+    /// The 101 answer, without a body (the connection is no longer HTTP).
+    pub(crate) fn response_head(&mut self) -> actix_http::Response<()> {
+        self.response.message_body(()).unwrap_or_else(|_| {
+            // Only a builder holding an earlier error fails; ours has none.
+            actix_http::Response::with_body(actix_http::StatusCode::INTERNAL_SERVER_ERROR, ())
+        })
+    }
+
+    /// Serves the WebSocket inside actix-web: the 101 response's body writes,
+    /// a task reads the request payload. Used when the server was not built
+    /// with [`crate::engineio::serve`], which takes WebSockets off the dispatcher.
+    pub(crate) fn respond(self, body: web::Payload) -> HttpResponse {
+        let Accepted {
+            engine,
+            mut response,
+            out,
+            read,
+        } = self;
+        if let Some(read) = read {
+            let reader = Reader::new(body, BytesMut::new(), engine.config.max_payload);
+            actix_web::rt::spawn(read.run(reader));
+        }
+        match response.message_body(BodyStream::new(out).boxed()) {
+            Ok(resp) => resp.into(),
+            // Only a builder holding an earlier error fails here; ours has none.
+            Err(_) => HttpResponse::InternalServerError().finish(),
         }
     }
-    let out = Outbound::new(engine.clone(), link.clone(), session.clone());
-    let reader = Reader::new(body, engine.config.max_payload);
-    actix_web::rt::spawn(read_loop(engine.clone(), session, link, reader));
-    Ok(respond(builder, out))
-}
 
-/// `GET ...&transport=websocket&sid=S`: upgrades a polling session.
-pub(crate) fn upgrade(
-    engine: &Arc<Engine>,
-    session: Arc<Session>,
-    req: &HttpRequest,
-    body: web::Payload,
-) -> Result<HttpResponse, EngineError> {
-    let builder = handshake(req)?;
-    let link = Arc::new(Link::default());
-    let out = Outbound::new(engine.clone(), link.clone(), session.clone());
-    let already = session.transport() == Transport::WebSocket
-        || session.upgrading.swap(true, Ordering::AcqRel);
-    if already {
-        // A second WebSocket for an upgraded (or upgrading) session: accept, then close.
-        link.finish(Finish::Now);
-    } else {
-        let reader = Reader::new(body, engine.config.max_payload);
-        actix_web::rt::spawn(probe(engine.clone(), session, link, reader));
+    /// Serves the WebSocket on a connection of its own: one task reads and
+    /// writes the socket. `head` is the encoded 101 answer, written first
+    /// (with the open packet); `read_buf` holds what the client sent after
+    /// its request.
+    pub(crate) async fn serve(self, io: TcpStream, head: BytesMut, read_buf: BytesMut) {
+        let Accepted {
+            engine, out, read, ..
+        } = self;
+        let mut out = out;
+        out.buf = head;
+        {
+            let reader = Reader::new(&io, read_buf, engine.config.max_payload);
+            let reading = async move {
+                match read {
+                    Some(read) => read.run(reader).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let writing = write_loop(&mut out, &io);
+            let mut reading = std::pin::pin!(reading);
+            let mut writing = std::pin::pin!(writing);
+            // The connection lasts as long as the writing side: reading ends by
+            // telling the writer how to finish (drain, then a close frame).
+            let mut read_done = false;
+            let finished = std::future::poll_fn(|cx| {
+                if !read_done && reading.as_mut().poll(cx).is_ready() {
+                    read_done = true;
+                }
+                match writing.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(true),
+                    Poll::Pending if read_done => Poll::Ready(false),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await;
+            if !finished {
+                // Reading is over; the writer gets a bounded time to drain to a
+                // client that may no longer read.
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, writing).await;
+            }
+        }
+        drop(out);
+        close_gracefully(io).await;
     }
-    Ok(respond(builder, out))
 }
 
-async fn probe(engine: Arc<Engine>, session: Arc<Session>, link: Arc<Link>, mut reader: Reader) {
+/// How long a connection whose reading side has ended may take to write what
+/// is left (the close packet, then a close frame).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a closing connection waits for the client to close its side.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Bytes read per system call on a connection of its own.
+const READ_SIZE: usize = 4096;
+
+/// Writes every chunk the outbound side produces, until it ends or the
+/// client is gone.
+async fn write_loop(out: &mut Outbound, io: &TcpStream) {
+    while let Some(Ok(chunk)) = out.next().await {
+        if write_all(io, &chunk).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Writes all of `bytes`, trying at once and waiting for room only when the
+/// socket's buffer is full.
+pub(crate) async fn write_all(io: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    std::future::poll_fn(|cx| {
+        while !bytes.is_empty() {
+            match io.try_write(bytes) {
+                Ok(0) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    match io.poll_write_ready(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Ready(Ok(())) => {}
+                    }
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    })
+    .await
+}
+
+/// Ends a connection: our side first, then what the client still sends is
+/// read and dropped (briefly), so that the close does not turn into a reset
+/// that could destroy the last frames on their way.
+pub(crate) async fn close_gracefully(mut io: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    if io.shutdown().await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut sink = BytesMut::new();
+        loop {
+            if io.readable().await.is_err() {
+                return;
+            }
+            sink.clear();
+            sink.reserve(512);
+            match io.try_read_buf(&mut sink) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
+}
+
+/// Runs the probe of an upgrade; the reader once the session has moved to
+/// this WebSocket, `None` if it stays on polling (or has ended).
+async fn probe<S: Source>(
+    engine: &Engine,
+    session: &Session,
+    link: &Link,
+    mut reader: Reader<S>,
+) -> Option<Reader<S>> {
     let deadline = tokio::time::Instant::now() + engine.config.upgrade_timeout;
     let upgraded = loop {
         let incoming = tokio::select! {
@@ -403,7 +654,7 @@ async fn probe(engine: Arc<Engine>, session: Arc<Session>, link: Arc<Link>, mut 
         session.upgrading.store(false, Ordering::Release);
         session.upgrade_done.notify_waiters();
         link.finish(Finish::Now);
-        return;
+        return None;
     }
     session.set_transport(Transport::WebSocket);
     session.upgrade_done.notify_waiters();
@@ -424,22 +675,23 @@ async fn probe(engine: Arc<Engine>, session: Arc<Session>, link: Arc<Link>, mut 
     match queue {
         Some(queue) => {
             link.hand_over(queue);
-            read_loop(engine, session, link, reader).await;
+            Some(reader)
         }
         None => {
             session.close(CloseReason::TransportError);
             link.finish(Finish::Now);
+            None
         }
     }
 }
 
 /// Reads the client's frames until the session or the connection ends, then
 /// tells the writer how to finish.
-async fn read_loop(
+async fn read_loop<S: Source>(
     engine: Arc<Engine>,
     session: Arc<Session>,
     link: Arc<Link>,
-    mut reader: Reader,
+    mut reader: Reader<S>,
 ) {
     let closed = session.closed().clone();
     loop {
@@ -487,6 +739,10 @@ async fn read_loop(
         if engine.on_packet(&session, packet).is_err() {
             break;
         }
+        // One packet per turn: a client sending a burst must not keep the
+        // writers of the connections it broadcasts to from running (their
+        // queues are bounded, and a full queue closes its session).
+        tokio::task::yield_now().await;
     }
     // Unless the client is gone, it still gets what is queued (e.g. a
     // disconnect and the close packet) before the close frame.

@@ -1,0 +1,201 @@
+//! The HTTP server for an actix-web application with Engine.IO endpoints,
+//! whose WebSocket connections leave actix-http after the handshake.
+//!
+//! actix-http serves every HTTP/1 connection with a dispatcher that keeps an
+//! 8 KiB read and an 8 KiB write buffer for the connection's whole life; a
+//! WebSocket served as a streaming response keeps them, and the dispatcher's
+//! task, for hours. Built here with actix-http's *upgrade* hook instead, every
+//! request carrying `Upgrade: websocket` is handed over with its TCP stream:
+//! on an Engine.IO path it is checked like any other request and, once
+//! accepted, served by one task of the WebSocket transport that holds no
+//! buffer while idle; anywhere else it gets `404`. All other requests go to
+//! the application as usual.
+//!
+//! The server is otherwise what `actix_web::HttpServer` builds (HTTP/1.1 and
+//! h2c, the same time-outs), without its signal handling: the caller decides
+//! when to stop.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_codec::Framed;
+use actix_http::body::{BodySize, MessageBody};
+use actix_http::h1::{self, Message};
+use actix_http::{ConnectionType, HttpService, KeepAlive, Request, Response};
+use actix_service::{
+    IntoServiceFactory, ServiceFactory, ServiceFactoryExt, fn_service, map_config,
+};
+use actix_web::dev::AppConfig;
+use actix_web::{HttpResponse, ResponseError};
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+use tokio_util::codec::Encoder;
+
+use super::Engine;
+use super::transport::{self, ws};
+
+/// Engine.IO endpoints by exact path, e.g. `/socket.io/`.
+#[derive(Clone, Default)]
+pub struct Mounts(Arc<Vec<(String, Arc<Engine>)>>);
+
+impl Mounts {
+    /// One engine at `path`.
+    pub fn new(path: impl Into<String>, engine: Arc<Engine>) -> Mounts {
+        Mounts(Arc::new(vec![(path.into(), engine)]))
+    }
+
+    fn find(&self, path: &str) -> Option<&Arc<Engine>> {
+        self.0.iter().find(|(p, _)| p == path).map(|(_, e)| e)
+    }
+}
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Worker threads; `None` for one per available CPU.
+    pub workers: Option<usize>,
+    /// Seconds in-flight HTTP requests get when the server stops gracefully.
+    pub shutdown_timeout_secs: u64,
+    /// The listen backlog.
+    pub backlog: u32,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            workers: None,
+            shutdown_timeout_secs: 30,
+            backlog: 1024,
+        }
+    }
+}
+
+/// A listening socket for [`server`], as `actix_web::HttpServer::bind` makes it.
+pub fn listener(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    Ok(socket.into())
+}
+
+/// An HTTP server on `listeners` for the application `factory` builds (one
+/// per worker), with the Engine.IO endpoints in `mounts` taking their
+/// WebSockets off actix-http's dispatcher. Run it by awaiting (or spawning)
+/// the returned server; stop it with its handle.
+pub fn server<F, I, S, B>(
+    listeners: Vec<std::net::TcpListener>,
+    mounts: Mounts,
+    options: &ServeOptions,
+    factory: F,
+) -> std::io::Result<actix_server::Server>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    B: MessageBody + 'static,
+{
+    let mut builder = actix_server::Server::build()
+        .disable_signals()
+        .backlog(options.backlog)
+        .shutdown_timeout(options.shutdown_timeout_secs);
+    if let Some(workers) = options.workers {
+        builder = builder.workers(workers);
+    }
+    // Tells keep-alive connections to close when the server stops gracefully.
+    let shutdown = builder.graceful_shutdown_signal();
+    for listener in listeners {
+        let addr = listener.local_addr()?;
+        let mounts = mounts.clone();
+        let factory = factory.clone();
+        let shutdown = shutdown.clone();
+        builder = builder.listen("hubbub-http", listener, move || {
+            let mounts = mounts.clone();
+            let shutdown = shutdown.clone();
+            let app = factory()
+                .into_factory()
+                .map_err(|err| err.into().error_response());
+            // actix-web's `HttpServer` settings.
+            HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                .keep_alive(KeepAlive::default())
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .h1_allow_half_closed(true)
+                .local_addr(addr)
+                .upgrade(fn_service(
+                    move |(req, framed): (Request, Framed<TcpStream, h1::Codec>)| {
+                        upgraded(&mounts, req, framed);
+                        std::future::ready(Ok::<_, Infallible>(()))
+                    },
+                ))
+                // The default connection config: the application derives nothing
+                // from the server's own host name.
+                .finish(map_config(app, |_| AppConfig::default()))
+                .tcp()
+        })?;
+    }
+    Ok(builder.run())
+}
+
+/// A request with `Upgrade: websocket`, handed over with its connection by
+/// actix-http. Returns at once: the connection goes on in a task of its own,
+/// and the dispatcher (with its buffers) is freed.
+fn upgraded(mounts: &Mounts, req: Request, framed: Framed<TcpStream, h1::Codec>) {
+    let parts = framed.into_parts();
+    let mut codec = parts.codec;
+    let io = parts.io;
+    let Some(engine) = mounts.find(req.path()) else {
+        let resp = HttpResponse::NotFound().body("not found");
+        actix_web::rt::spawn(refuse(io, codec, resp));
+        return;
+    };
+    match transport::upgrade_request(engine, req.head()) {
+        Ok(mut accepted) => {
+            let mut response = accepted.response_head();
+            transport::add_cors(engine, &req.head().headers, response.headers_mut());
+            let mut head = BytesMut::new();
+            if codec
+                .encode(Message::Item((response, BodySize::None)), &mut head)
+                .is_err()
+            {
+                // Encoding a response head into a growable buffer does not fail.
+                return;
+            }
+            actix_web::rt::spawn(accepted.serve(io, head, parts.read_buf));
+        }
+        Err(e) => {
+            let mut resp = e.error_response();
+            transport::add_cors(engine, &req.head().headers, resp.headers_mut());
+            actix_web::rt::spawn(refuse(io, codec, resp));
+        }
+    }
+}
+
+/// Answers a refused upgrade and closes the connection.
+async fn refuse(io: TcpStream, mut codec: h1::Codec, resp: HttpResponse) {
+    let (mut head, body) = Response::from(resp).into_parts();
+    head.head_mut().set_connection_type(ConnectionType::Close);
+    let body = body.try_into_bytes().unwrap_or_default();
+    let mut bytes = BytesMut::new();
+    let encoded = codec
+        .encode(
+            Message::Item((head, BodySize::Sized(body.len() as u64))),
+            &mut bytes,
+        )
+        .and_then(|()| codec.encode(Message::Chunk(Some(body)), &mut bytes))
+        .and_then(|()| codec.encode(Message::Chunk(None), &mut bytes));
+    if encoded.is_ok() && ws::write_all(&io, &bytes).await.is_ok() {
+        ws::close_gracefully(io).await;
+    }
+}
