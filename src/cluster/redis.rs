@@ -100,7 +100,10 @@ pub struct RedisSettings {
     pub connect_timeout: Duration,
     /// PUBLISHes queued for the publisher task before new ones are dropped (default 65536).
     pub publish_queue: usize,
-    /// Pub/sub messages buffered between the client and the dispatcher (default 65536).
+    /// Pub/sub messages buffered between the client and the dispatcher (default 4096).
+    /// The buffer is allocated whole at start-up (fred's broadcast channel, about
+    /// 1.5 KB a slot); messages beyond it are counted in
+    /// `hubbub_redis_receive_lost_total`.
     pub receive_buffer: usize,
 }
 
@@ -117,7 +120,8 @@ impl RedisSettings {
             reconnect_max: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(3),
             publish_queue: 65_536,
-            receive_buffer: 65_536,
+            // 10 s of backlog at 400 messages/s; 65,536 slots cost about 96 MB.
+            receive_buffer: 4_096,
         }
     }
 
