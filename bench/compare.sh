@@ -27,7 +27,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=../scripts/lib.sh
+# shellcheck source=scripts/lib.sh
 source "$root/scripts/lib.sh"
 
 REPS=${REPS:-3}
@@ -126,6 +126,8 @@ start_server() {
     *) start_one "$1" ;;
   esac
   url=$urls
+  # Unquoted on purpose: word splitting drops the list's leading space.
+  # shellcheck disable=SC2086
   pids=$(echo $server_pids | tr ' ' ',')
 }
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for scripts/test and scripts/test.d/*.sh: install what the tests need
 # on a Debian/Ubuntu machine when it is missing. Sourced, never run on its own.
 

@@ -67,8 +67,8 @@ tests/k8s/.venv/bin/python tests/k8s/validate.py \
 
 echo "==> tests/e2e (runs only against a real cluster): static checks"
 ensure_apt shellcheck shellcheck
-shellcheck -x tests/e2e/run.sh scripts/test.d/30-k8s.sh
-echo "ok    tests/e2e/run.sh passes shellcheck"
+shellcheck -x tests/e2e/run.sh scripts/test scripts/lib.sh scripts/test.d/*.sh bench/*.sh
+echo "ok    tests/e2e/run.sh, scripts/ and bench/ pass shellcheck"
 
 echo "==> tests/e2e/chat.mjs against a local hubbub-server (both 'pods' are the same server here)"
 ensure_npm tests/e2e

@@ -15,8 +15,11 @@ ensure_apt wget wget
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" != 0 ] && SUDO=sudo
   echo "==> installing python3-venv"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null \
-    || { echo "error: could not install python3-venv; install it by hand (apt-get install python3-venv)" >&2; exit 1; }
+  if ! { $SUDO apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null; }; then
+    echo "error: could not install python3-venv; install it by hand (apt-get install python3-venv)" >&2
+    exit 1
+  fi
 fi
 ensure_venv tests/helm/.venv tests/helm/requirements.txt
 
