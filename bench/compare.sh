@@ -19,9 +19,12 @@
 #   REDIS=1              also run the fan-out against two replicas sharing a fresh
 #                        redis-server (socket.io: @socket.io/redis-adapter; hubbub:
 #                        --redis-url); replicas and Redis all on CPU 0; 0 skips it
-#   SATURATE_REPS=1      saturate runs per server (an unjudged 3 s warm-up, then
-#                        rate x1.5 per 3 s step from 10 msg/s
-#                        until loss or p99 > 50 ms, at most 12 steps); 0 skips it
+#   SATURATE_REPS=1      saturate runs per server, one process and (with REDIS=1)
+#                        two replicas through Redis: an unjudged 3 s warm-up, then
+#                        rate x1.5 per 3 s step from 10 msg/s until loss or
+#                        p99 > 50 ms (at most 12 steps), then REFINE bisections
+#                        between the best and the first failing rate; 0 skips it
+#   REFINE=3             bisections after the ramp (3: the best rate within 5 %)
 #   OUT=dir              where the JSON reports go (default: a new temp dir)
 #   PROFILE=release      cargo profile; `PROFILE=dev` only to check the script quickly
 set -euo pipefail
@@ -39,6 +42,7 @@ RATES=${RATES:-100 400}
 IDLE=${IDLE:-10000}
 REDIS=${REDIS:-1}
 SATURATE_REPS=${SATURATE_REPS:-1}
+REFINE=${REFINE:-3}
 OUT=${OUT:-$(mktemp -d -t hubbub-compare.XXXXXX)}
 PROFILE=${PROFILE:-release}
 mkdir -p "$OUT"
@@ -162,12 +166,16 @@ for rep in $(seq 1 "$REPS"); do
 done
 for rep in $(seq 1 "$SATURATE_REPS"); do
   if [ $((rep % 2)) = 1 ]; then order="socketio hubbub"; else order="hubbub socketio"; fi
+  if [ "$REDIS" = 1 ]; then
+    if [ $((rep % 2)) = 1 ]; then order="$order socketio-redis hubbub-redis"; else order="$order hubbub-redis socketio-redis"; fi
+  fi
   for name in $order; do
     start_server "$name"
     echo "--> rep $rep $name saturate (load average $(cut -d" " -f1 /proc/loadavg))"
     bench saturate --url "$url" --subscribers "$SUBSCRIBERS" --publishers "$PUBLISHERS" \
-      --size "$SIZE" --start-rate 10 --factor 1.5 --max-steps 12 --p99-ms 50 --warmup 3 \
-      --duration 3 --drain 3 --pids "$pids" >"$OUT/saturate-$name-$rep.json" || echo "    (run failed)"
+      --size "$SIZE" --start-rate 10 --factor 1.5 --max-steps 12 --refine "$REFINE" --p99-ms 50 \
+      --warmup 3 --duration 3 --drain 3 --pids "$pids" >"$OUT/saturate-$name-$rep.json" ||
+      echo "    (run failed)"
     stop_server
   done
 done

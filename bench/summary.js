@@ -53,18 +53,22 @@ const saturateMetrics = [
   ["at msg/s", (r) => r.best?.rate ?? 0, 0],
   ["p99 ms at best", (r) => r.best?.latency_ms.p99, 2],
   ["server CPU µs per delivery at best", (r) => r.best?.server_cpu_us_per_delivery, 2],
-  ["first failing msg/s", (r) => {
-      const last = r.steps.at(-1);
-      return last && (!r.best || last.rate !== r.best.rate) ? last.rate : null;
+  ["lowest failing msg/s", (r) => {
+      const failing = r.steps
+        .filter((s) => s.loss !== 0 || s.latency_ms.p99 > r.p99_bound_ms)
+        .map((s) => s.rate);
+      return failing.length ? Math.min(...failing) : null;
     }, 0],
+  ["steps run", (r) => r.steps.length, 0],
 ];
 
 for (const scenario of Object.keys(runs).sort()) {
-  const metrics = { idle: idleMetrics, saturate: saturateMetrics }[scenario] ?? fanoutMetrics;
+  const base = scenario.replace(/-redis$/, "");
+  const where = scenario.endsWith("-redis") ? ", two replicas through Redis" : ", one process";
+  const metrics = { idle: idleMetrics, saturate: saturateMetrics }[base] ?? fanoutMetrics;
   const title =
-    { idle: "idle connections", saturate: "saturate (p99 bound 50 ms)" }[scenario] ??
-    `fan-out at ${scenario.slice(7).replace("-redis", "")} msg/s` +
-      (scenario.endsWith("-redis") ? ", two replicas through Redis" : ", one process");
+    ({ idle: "idle connections", saturate: "saturate (p99 bound 50 ms)" }[base] ??
+      `fan-out at ${base.slice(7)} msg/s`) + where;
   const s = runs[scenario].socketio ?? [];
   const h = runs[scenario].hubbub ?? [];
   console.log(`\n### ${title} (runs: socket.io ${s.length}, hubbub ${h.length})\n`);

@@ -74,9 +74,12 @@ enum Command {
         /// Each step's rate is the previous one times this.
         #[arg(long, default_value_t = 1.5)]
         factor: f64,
-        /// Most steps.
+        /// Most steps of the ramp.
         #[arg(long, default_value_t = 10)]
         max_steps: usize,
+        /// Bisections between the best rate and the first failing one after the ramp.
+        #[arg(long, default_value_t = 0)]
+        refine: usize,
         /// Largest acceptable p99 in milliseconds.
         #[arg(long, default_value_t = 50.0)]
         p99_ms: f64,
@@ -177,6 +180,7 @@ fn main() -> anyhow::Result<()> {
                 start_rate,
                 factor,
                 max_steps,
+                refine,
                 p99_ms,
                 warmup,
                 size,
@@ -200,6 +204,7 @@ fn main() -> anyhow::Result<()> {
                     },
                     factor,
                     max_steps,
+                    refine,
                     p99_bound_ms: p99_ms,
                     warmup: Duration::from_secs(warmup),
                 })
