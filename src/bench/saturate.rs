@@ -156,7 +156,7 @@ impl Search {
         }
         if self.bad.is_none() && ok {
             self.ramp_left = self.ramp_left.saturating_sub(1);
-            self.next = (self.ramp_left > 0).then(|| rate * self.factor);
+            self.next = (self.ramp_left > 0).then_some(rate * self.factor);
             return;
         }
         if self.ramp_left > 0 {
