@@ -7,7 +7,8 @@
 # (hubbub therefore starts one actix worker; Node is single-threaded anyway),
 # the load tool under `taskset -c 1` with one runtime thread.
 #
-# Usage: bench/compare.sh            (defaults below; about 5 minutes after the build)
+# Usage: bench/compare.sh   (defaults below; about 12 minutes after the build,
+#                           16 with SATURATE_REPS=3)
 # Settings (environment):
 #   REPS=3               repetitions of every scenario on every server
 #   SUBSCRIBERS=1000     fan-out receivers
@@ -104,7 +105,7 @@ start_one() {
     # hubbub listens before its Redis connections are up; /readyz says when they are
     # (the Node server only listens once its adapter is connected).
     for _ in $(seq 1 100); do
-      if curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz"; then break; fi
+      if curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"; then break; fi
       sleep 0.1
     done
   fi
