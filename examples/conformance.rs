@@ -106,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
         max_payload: 1_000_000,
         upgrade_timeout: Duration::from_secs(10),
         outbound_queue: 1024,
+        max_sessions: 0,
         origins: OriginPolicy::Any,
     };
     let engine: Arc<Engine> = Engine::new(config, handler, metrics);

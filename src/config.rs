@@ -72,6 +72,10 @@ pub struct ServerConfig {
     #[arg(long, env = "HUBBUB_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub outbound_queue: usize,
 
+    /// Most client connections (Engine.IO sessions) open at once; new ones beyond it get 503. 0: no limit.
+    #[arg(long, env = "HUBBUB_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
     /// Origins allowed to connect (comma-separated exact origins such as
     /// `https://chat.example.com`, or `*` for any). Empty: same origin only.
     #[arg(long, env = "HUBBUB_CORS_ORIGINS", value_delimiter = ',', num_args = 0..)]

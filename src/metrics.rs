@@ -40,6 +40,8 @@ pub struct Metrics {
     pub broadcast_duration_seconds: Histogram,
     /// Clients disconnected because their outbound queue was full.
     pub outbound_queue_overflows_total: IntCounter,
+    /// Handshakes refused because `--max-connections` sessions were open.
+    pub sessions_refused_total: IntCounter,
     /// Socket.IO sockets connected now (all namespaces).
     pub sockets_connected: IntGauge,
 }
@@ -129,6 +131,11 @@ impl Metrics {
             "Clients disconnected because their outbound queue was full",
         )
         .expect("valid metric");
+        let sessions_refused_total = IntCounter::new(
+            "hubbub_sessions_refused_total",
+            "Handshakes refused because the server held --max-connections sessions",
+        )
+        .expect("valid metric");
         let sockets_connected = IntGauge::new(
             "hubbub_sockets_connected",
             "Socket.IO sockets connected now, all namespaces",
@@ -148,6 +155,7 @@ impl Metrics {
             Box::new(broadcast_recipients.clone()),
             Box::new(broadcast_duration_seconds.clone()),
             Box::new(outbound_queue_overflows_total.clone()),
+            Box::new(sessions_refused_total.clone()),
             Box::new(sockets_connected.clone()),
         ];
         for c in collectors {
@@ -178,6 +186,7 @@ impl Metrics {
             broadcast_recipients,
             broadcast_duration_seconds,
             outbound_queue_overflows_total,
+            sessions_refused_total,
             sockets_connected,
         }
     }

@@ -51,6 +51,7 @@ pub fn engine_config(config: &ServerConfig) -> EngineConfig {
         max_payload: config.max_payload,
         upgrade_timeout: Duration::from_millis(config.upgrade_timeout_ms),
         outbound_queue: config.outbound_queue,
+        max_sessions: config.max_connections,
         origins: OriginPolicy::from_list(&config.cors_origins),
     }
 }

@@ -714,6 +714,39 @@ impl WsClient {
 mod handshake {
     use super::*;
 
+    /// With `max_sessions`, handshakes beyond it get 503 on both transports;
+    /// the sessions already open are untouched.
+    #[actix_web::test]
+    async fn handshakes_beyond_the_connection_limit_get_503() {
+        let srv = Server::start(EngineConfig {
+            max_sessions: 2,
+            ..settings()
+        });
+        let mut polling = srv.polling_client().await;
+        let mut ws = srv.ws_open().await;
+        ws.connect_ns().await;
+
+        srv.get("EIO=4&transport=polling")
+            .await
+            .assert_error(503, 3, "Too many connections");
+        let (status, mut raw) = RawWs::request(srv.addr(), PATH, b"").await;
+        assert!(status.starts_with("HTTP/1.1 503"), "{status}");
+        assert_eq!(
+            raw.rest().await,
+            error_body(3, "Too many connections").as_bytes()
+        );
+        let metrics = srv.metrics().await;
+        assert!(
+            metrics.contains("hubbub_sessions_refused_total 2\n"),
+            "{metrics}"
+        );
+
+        polling.assert_healthy().await;
+        ws.assert_healthy().await;
+        srv.assert_healthz().await;
+        assert_no_panics();
+    }
+
     #[actix_web::test]
     async fn errors_have_the_reference_codes_and_bodies() {
         let srv = Server::start(settings());

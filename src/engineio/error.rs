@@ -31,6 +31,9 @@ pub enum EngineError {
     /// The server is shutting down and takes no new sessions (HTTP 503).
     #[error("server shutting down")]
     ShuttingDown,
+    /// The server holds as many sessions as it may (`--max-connections`; HTTP 503).
+    #[error("too many connections")]
+    TooManySessions,
 }
 
 impl EngineError {
@@ -43,7 +46,7 @@ impl EngineError {
             EngineError::BadRequest | EngineError::PayloadTooLarge => 3,
             EngineError::Forbidden => 4,
             EngineError::UnsupportedProtocol => 5,
-            EngineError::ShuttingDown => 3,
+            EngineError::ShuttingDown | EngineError::TooManySessions => 3,
         }
     }
 
@@ -58,6 +61,7 @@ impl EngineError {
             EngineError::UnsupportedProtocol => "Unsupported protocol version",
             EngineError::PayloadTooLarge => "Payload too large",
             EngineError::ShuttingDown => "Server shutting down",
+            EngineError::TooManySessions => "Too many connections",
         }
     }
 }
@@ -67,7 +71,9 @@ impl ResponseError for EngineError {
         match self {
             EngineError::Forbidden => StatusCode::FORBIDDEN,
             EngineError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            EngineError::ShuttingDown | EngineError::TooManySessions => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -115,6 +115,8 @@ pub struct EngineConfig {
     pub outbound_queue: usize,
     /// Allowed browser origins.
     pub origins: OriginPolicy,
+    /// Most sessions open at once; 0 for no limit. Handshakes beyond it get 503.
+    pub max_sessions: usize,
 }
 
 impl Default for EngineConfig {
@@ -126,6 +128,7 @@ impl Default for EngineConfig {
             upgrade_timeout: Duration::from_millis(10_000),
             outbound_queue: 1024,
             origins: OriginPolicy::Allow(Vec::new()),
+            max_sessions: 0,
         }
     }
 }
@@ -224,14 +227,21 @@ impl Engine {
         }
         let created = tokio::time::Instant::now();
         let session = Session::new(transport, self.config.outbound_queue, self.metrics.clone());
+        {
+            let mut sessions = self.sessions.write();
+            let max = self.config.max_sessions;
+            if max > 0 && sessions.len() >= max {
+                drop(sessions);
+                self.metrics.sessions_refused_total.inc();
+                return Err(EngineError::TooManySessions);
+            }
+            sessions.insert(session.sid().clone(), session.clone());
+        }
         self.metrics.connections_total.inc();
         self.metrics
             .connections_open
             .with_label_values(&[transport.as_str()])
             .inc();
-        self.sessions
-            .write()
-            .insert(session.sid().clone(), session.clone());
         tokio::spawn(session::drive(self.clone(), session.clone(), created));
         let conn = self.handler.on_open(&session);
         session.set_connection(conn);
