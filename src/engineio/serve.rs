@@ -11,8 +11,9 @@
 //! buffer while idle; anywhere else it gets `404`. All other requests go to
 //! the application as usual.
 //!
-//! The server is otherwise what `actix_web::HttpServer` builds (HTTP/1.1 and
-//! h2c, the same time-outs), without its signal handling: the caller decides
+//! The server is otherwise what `actix_web::HttpServer` builds by default
+//! (HTTP/1.1 over TCP, the same time-outs, keep-alive connections told to
+//! close on a graceful stop), without its signal handling: the caller decides
 //! when to stop.
 
 use std::convert::Infallible;
