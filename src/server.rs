@@ -183,6 +183,17 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             "grace period over with sessions left"
         );
     }
+    // WebSocket connections write their last frames and close on their own;
+    // the HTTP server's stop does not wait for them.
+    if tokio::time::timeout_at(deadline, engine.wait_connections())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = engine.connection_count(),
+            "grace period over with WebSocket connections left"
+        );
+    }
     // In-flight HTTP requests get what is left of the grace period.
     handle.stop(true).await;
     let _ = running.await;

@@ -1399,6 +1399,41 @@ mod websocket {
         raw.expect_text(r#"40{"sid":"#).await;
         raw.expect_text(r#"431[{"online":"#).await;
 
+        // A request pipelined ahead of the handshake gets its answer first.
+        let healthz = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", srv.addr());
+        let mut tcp = tokio::net::TcpStream::connect(srv.addr())
+            .await
+            .expect("connect");
+        let handshake = format!(
+            "GET {PATH}?EIO=4&transport=websocket HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            srv.addr()
+        );
+        {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            tcp.write_all(format!("{healthz}{handshake}").as_bytes())
+                .await
+                .expect("write");
+            let mut seen = Vec::new();
+            let answers = loop {
+                let text = String::from_utf8_lossy(&seen).into_owned();
+                if let Some(at) = text.find("HTTP/1.1 101")
+                    && text[at..].contains("\r\n\r\n")
+                {
+                    break text;
+                }
+                let mut buf = [0u8; 1024];
+                let n = timeout(WAIT, tcp.read(&mut buf))
+                    .await
+                    .expect("answers in time")
+                    .expect("read");
+                assert!(n > 0, "closed early: {text}");
+                seen.extend_from_slice(&buf[..n]);
+            };
+            assert!(answers.starts_with("HTTP/1.1 200"), "{answers}");
+            let ok_at = answers.find("\r\n\r\nok").expect("the healthz body");
+            assert!(ok_at < answers.find("HTTP/1.1 101").unwrap(), "{answers}");
+        }
+
         // Plain HTTP is untouched.
         srv.assert_healthz().await;
         canary.assert_healthy().await;

@@ -70,9 +70,10 @@ pub async fn run(config: SaturateConfig) -> Result<SaturateReport, BenchError> {
         || config.factor <= 1.0
         || config.max_steps == 0
         || config.max_steps > 50
+        || config.refine > 20
     {
         return Err(BenchError::Setting(
-            "--factor must be > 1 and --max-steps 1..=50".into(),
+            "--factor must be > 1, --max-steps 1..=50 and --refine 0..=20".into(),
         ));
     }
     let warmup = if config.warmup.is_zero() {

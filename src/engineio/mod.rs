@@ -116,6 +116,8 @@ pub struct EngineConfig {
     /// Allowed browser origins.
     pub origins: OriginPolicy,
     /// Most sessions open at once; 0 for no limit. Handshakes beyond it get 503.
+    /// Sessions still closing (a polling client has up to 2 s to collect its
+    /// close packet) count.
     pub max_sessions: usize,
 }
 
@@ -143,6 +145,9 @@ pub struct Engine {
     accepting: AtomicBool,
     /// Woken when the last session is removed (drain at shutdown).
     emptied: tokio::sync::Notify,
+    /// The WebSocket connections served off actix-http's dispatcher
+    /// ([`serve`]), which the HTTP server's graceful stop does not wait for.
+    connections: tokio_util::task::TaskTracker,
 }
 
 impl Engine {
@@ -159,6 +164,7 @@ impl Engine {
             metrics,
             accepting: AtomicBool::new(true),
             emptied: tokio::sync::Notify::new(),
+            connections: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -204,6 +210,27 @@ impl Engine {
         }
     }
 
+    /// A connection served off actix-http's dispatcher, counted until it ends.
+    pub(crate) fn track_connection<F: std::future::Future>(
+        &self,
+        connection: F,
+    ) -> tokio_util::task::task_tracker::TrackedFuture<F> {
+        self.connections.track_future(connection)
+    }
+
+    /// WebSocket connections served off actix-http's dispatcher now.
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Resolves once every WebSocket connection served off actix-http's
+    /// dispatcher has ended (written its last frames and closed). Meant for
+    /// shutdown, after [`Engine::close_all`].
+    pub async fn wait_connections(&self) {
+        self.connections.close();
+        self.connections.wait().await;
+    }
+
     /// Resolves once no session is open.
     pub async fn wait_empty(&self) {
         loop {
@@ -222,13 +249,15 @@ impl Engine {
         self: &Arc<Self>,
         transport: Transport,
     ) -> Result<Arc<Session>, EngineError> {
-        if !self.accepting.load(Ordering::Acquire) {
-            return Err(EngineError::ShuttingDown);
-        }
         let created = tokio::time::Instant::now();
         let session = Session::new(transport, self.config.outbound_queue, self.metrics.clone());
         {
             let mut sessions = self.sessions.write();
+            // Checked under the lock: a shutdown's `close_all` sees every
+            // session inserted before it stopped accepting.
+            if !self.accepting.load(Ordering::Acquire) {
+                return Err(EngineError::ShuttingDown);
+            }
             let max = self.config.max_sessions;
             if max > 0 && sessions.len() >= max {
                 drop(sessions);

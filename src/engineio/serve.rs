@@ -11,6 +11,17 @@
 //! buffer while idle; anywhere else it gets `404`. All other requests go to
 //! the application as usual.
 //!
+//! What actix-http hands over is every request it would treat as a stream:
+//! `Upgrade: websocket` (without `Transfer-Encoding: chunked`, which goes to
+//! the application) and `CONNECT`, which gets `404`. A request for an
+//! Engine.IO path that carries `Upgrade: websocket` but asks for the polling
+//! transport is refused (400): it cannot be both. Another WebSocket route in
+//! the application would not be reached either.
+//!
+//! Stopping the server does not wait for WebSocket connections: they are no
+//! longer actix-server's. [`Engine::wait_connections`] does, after the
+//! sessions have been closed.
+//!
 //! The server is otherwise what `actix_web::HttpServer` builds by default
 //! (HTTP/1.1 over TCP, the same time-outs, keep-alive connections told to
 //! close on a graceful stop), without its signal handling: the caller decides
@@ -156,39 +167,48 @@ fn upgraded(mounts: &Mounts, req: Request, framed: Framed<TcpStream, h1::Codec>)
     let parts = framed.into_parts();
     let mut codec = parts.codec;
     let io = parts.io;
+    // Responses to requests pipelined ahead of this one that the dispatcher has
+    // not written yet: they go out first.
+    let pending = if parts.write_buf.is_empty() {
+        BytesMut::new()
+    } else {
+        parts.write_buf
+    };
     let Some(engine) = mounts.find(req.path()) else {
         let resp = HttpResponse::NotFound().body("not found");
-        actix_web::rt::spawn(refuse(io, codec, resp));
+        actix_web::rt::spawn(refuse(io, codec, pending, resp));
         return;
     };
     match transport::upgrade_request(engine, req.head()) {
         Ok(mut accepted) => {
             let mut response = accepted.response_head();
             transport::add_cors(engine, &req.head().headers, response.headers_mut());
-            let mut head = BytesMut::new();
+            let mut head = pending;
+            // Encoding a response head into a growable buffer does not fail; if
+            // it did, dropping `accepted` ends the connection and its session.
             if codec
                 .encode(Message::Item((response, BodySize::None)), &mut head)
-                .is_err()
+                .is_ok()
             {
-                // Encoding a response head into a growable buffer does not fail.
-                return;
+                let connection = accepted.serve(io, head, parts.read_buf);
+                actix_web::rt::spawn(engine.track_connection(connection));
             }
-            actix_web::rt::spawn(accepted.serve(io, head, parts.read_buf));
         }
         Err(e) => {
             let mut resp = e.error_response();
             transport::add_cors(engine, &req.head().headers, resp.headers_mut());
-            actix_web::rt::spawn(refuse(io, codec, resp));
+            actix_web::rt::spawn(engine.track_connection(refuse(io, codec, pending, resp)));
         }
     }
 }
 
-/// Answers a refused upgrade and closes the connection.
-async fn refuse(io: TcpStream, mut codec: h1::Codec, resp: HttpResponse) {
+/// Answers a refused upgrade (after `pending`, the responses owed to earlier
+/// pipelined requests) and closes the connection.
+async fn refuse(io: TcpStream, mut codec: h1::Codec, pending: BytesMut, resp: HttpResponse) {
     let (mut head, body) = Response::from(resp).into_parts();
     head.head_mut().set_connection_type(ConnectionType::Close);
     let body = body.try_into_bytes().unwrap_or_default();
-    let mut bytes = BytesMut::new();
+    let mut bytes = pending;
     let encoded = codec
         .encode(
             Message::Item((head, BodySize::Sized(body.len() as u64))),

@@ -86,7 +86,8 @@ struct LinkState {
     writer: Option<Waker>,
 }
 
-/// What the reader task and the response body share.
+/// What the reading and the writing side of a connection share (two tasks
+/// inside actix-web, one task on a connection of its own).
 #[derive(Default)]
 struct Link {
     state: Mutex<LinkState>,
@@ -619,6 +620,37 @@ pub(crate) async fn close_gracefully(mut io: TcpStream) {
     .await;
 }
 
+/// Undoes what a probe has done if it ends without finishing, including when
+/// its connection ends under it (the future is dropped).
+struct ProbeGuard<'a> {
+    session: &'a Session,
+    state: ProbeState,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ProbeState {
+    /// Probing: the session stays on polling and may try again.
+    Probing,
+    /// Moved to WebSocket, waiting for the queue: without it the session has
+    /// no transport left and is closed.
+    Upgraded,
+    /// The queue is handed over (or the session closed): nothing to undo.
+    Done,
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        match self.state {
+            ProbeState::Probing => {
+                self.session.upgrading.store(false, Ordering::Release);
+                self.session.upgrade_done.notify_waiters();
+            }
+            ProbeState::Upgraded => self.session.close(CloseReason::TransportError),
+            ProbeState::Done => {}
+        }
+    }
+}
+
 /// Runs the probe of an upgrade; the reader once the session has moved to
 /// this WebSocket, `None` if it stays on polling (or has ended).
 async fn probe<S: Source>(
@@ -627,6 +659,10 @@ async fn probe<S: Source>(
     link: &Link,
     mut reader: Reader<S>,
 ) -> Option<Reader<S>> {
+    let mut guard = ProbeGuard {
+        session,
+        state: ProbeState::Probing,
+    };
     let deadline = tokio::time::Instant::now() + engine.config.upgrade_timeout;
     let upgraded = loop {
         let incoming = tokio::select! {
@@ -651,13 +687,13 @@ async fn probe<S: Source>(
         }
     };
     if !upgraded {
-        session.upgrading.store(false, Ordering::Release);
-        session.upgrade_done.notify_waiters();
+        // The guard puts the session back on polling.
         link.finish(Finish::Now);
         return None;
     }
     session.set_transport(Transport::WebSocket);
     session.upgrade_done.notify_waiters();
+    guard.state = ProbeState::Upgraded;
     // Polling requests now get 400; wait for a pending GET to hand the queue over.
     let queue = match session.rx.clone().try_lock_owned() {
         Ok(queue) => Some(queue),
@@ -675,10 +711,11 @@ async fn probe<S: Source>(
     match queue {
         Some(queue) => {
             link.hand_over(queue);
+            guard.state = ProbeState::Done;
             Some(reader)
         }
         None => {
-            session.close(CloseReason::TransportError);
+            // The guard closes the session.
             link.finish(Finish::Now);
             None
         }
