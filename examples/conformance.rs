@@ -112,15 +112,11 @@ async fn main() -> anyhow::Result<()> {
     let engine: Arc<Engine> = Engine::new(config, handler, metrics);
     let data = web::Data::new(engine.clone());
     let options = ServeOptions::default();
-    let mut listeners = vec![serve::listener(
-        ([0, 0, 0, 0], 3000).into(),
-        options.backlog,
-    )?];
+    let mut listeners = vec![serve::listener(([0, 0, 0, 0], 3000).into())?];
     // Where `localhost` also resolves to ::1, listen there too.
     if std::net::TcpListener::bind("[::1]:0").is_ok() {
         listeners.push(serve::listener(
             (std::net::Ipv6Addr::LOCALHOST, 3000).into(),
-            options.backlog,
         )?);
     }
     let server = serve::server(listeners, Mounts::new(path, engine), &options, move || {

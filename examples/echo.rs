@@ -165,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
         workers: Some(2),
         ..ServeOptions::default()
     };
-    let listener = serve::listener(config.bind, options.backlog)?;
+    let listener = serve::listener(config.bind)?;
     tracing::info!(addr = %listener.local_addr()?, "hubbub-server listening");
     let mounts = Mounts::new(config.path.clone(), state.engine.clone());
     let server = serve::server(vec![listener], mounts, &options, move || {

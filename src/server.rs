@@ -139,11 +139,10 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         shutdown_timeout_secs: config.shutdown_grace_secs.max(1),
         ..ServeOptions::default()
     };
-    let listener =
-        serve::listener(config.bind, options.backlog).map_err(|source| ServerError::Bind {
-            addr: config.bind,
-            source,
-        })?;
+    let listener = serve::listener(config.bind).map_err(|source| ServerError::Bind {
+        addr: config.bind,
+        source,
+    })?;
     let addr = listener.local_addr().unwrap_or(config.bind);
     let server = serve::server(vec![listener], mounts, &options, move || {
         App::new().configure(http::routes(state.clone()))

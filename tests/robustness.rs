@@ -2,8 +2,10 @@
 //!
 //! Every test starts the crate's own route table (`http::routes`) wired like
 //! `server::run` does — metrics, in-memory store and adapter, `Io` with the
-//! chat application, `Engine` — on a loopback port, and talks to it with awc
-//! over HTTP long-polling and WebSocket. Each abuse is checked for its exact
+//! chat application, `Engine` — served by `engineio::serve` as in production
+//! (a few WebSocket tests also in a plain actix-web server) on a loopback
+//! port, and talks to it with awc and raw TCP over HTTP long-polling and
+//! WebSocket. Each abuse is checked for its exact
 //! answer (status, `{"code":N,"message":"..."}` body, or the connection being
 //! closed) and for not disturbing the others: a session opened before the
 //! abuse must still answer afterwards and `/healthz` must still say `ok`.
@@ -201,12 +203,11 @@ impl Server {
         };
         let running = match serving {
             Serving::Own => {
-                let listener = serve::listener(([127, 0, 0, 1], 0).into(), 128).expect("listen");
+                let listener = serve::listener(([127, 0, 0, 1], 0).into()).expect("listen");
                 let addr = listener.local_addr().expect("local address");
                 let options = ServeOptions {
                     workers: Some(1),
                     shutdown_timeout_secs: 1,
-                    ..ServeOptions::default()
                 };
                 let mounts = Mounts::new(PATH, state.engine.clone());
                 let server = serve::server(vec![listener], mounts, &options, move || {

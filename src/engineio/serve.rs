@@ -71,8 +71,6 @@ pub struct ServeOptions {
     pub workers: Option<usize>,
     /// Seconds in-flight HTTP requests get when the server stops gracefully.
     pub shutdown_timeout_secs: u64,
-    /// The listen backlog.
-    pub backlog: u32,
 }
 
 impl Default for ServeOptions {
@@ -80,18 +78,20 @@ impl Default for ServeOptions {
         ServeOptions {
             workers: None,
             shutdown_timeout_secs: 30,
-            backlog: 1024,
         }
     }
 }
 
+/// Connections waiting to be accepted, as `actix_web::HttpServer` sets it.
+const BACKLOG: i32 = 1024;
+
 /// A listening socket for [`server`], as `actix_web::HttpServer::bind` makes it.
-pub fn listener(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
+pub fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    socket.listen(BACKLOG)?;
     Ok(socket.into())
 }
 
@@ -116,7 +116,6 @@ where
 {
     let mut builder = actix_server::Server::build()
         .disable_signals()
-        .backlog(options.backlog)
         .shutdown_timeout(options.shutdown_timeout_secs);
     if let Some(workers) = options.workers {
         builder = builder.workers(workers);

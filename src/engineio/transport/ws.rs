@@ -210,8 +210,8 @@ impl futures_util::Stream for Outbound {
 
 impl Drop for Outbound {
     fn drop(&mut self) {
-        // The connection is gone (or finished). If this body was the session's
-        // transport, the session ends with it; a failed probe's body never took
+        // The connection is gone (or finished). If this writer was the session's
+        // transport, the session ends with it; a failed probe's writer never took
         // the queue and leaves the polling session alone.
         let had_queue = self.queue.is_some() || self.link.state.lock().queue.is_some();
         if had_queue {
