@@ -67,11 +67,21 @@ function connect(cmd) {
     const spec = { failover: cmd.failover || [], rejoin: cmd.rejoin, closed: false };
     const socket = ioc(cmd.url, {
       transports: cmd.transports || ["websocket"],
-      reconnection: false,
+      reconnection: Boolean(cmd.reconnection),
+      // Quick retries for the tests that kill a replica (the client's default starts at 1 s).
+      reconnectionDelay: 100,
+      reconnectionDelayMax: 500,
       forceNew: true,
       auth: cmd.auth || {},
     });
     attach(cmd.id, socket, spec);
+    // Engine.IO notices: the upgrade to WebSocket, and a reconnection (a new session).
+    const watchEngine = () =>
+      socket.io.engine.on("upgrade", (t) => out({ ev: "upgrade", id: cmd.id, transport: t.name }));
+    socket.io.on("open", watchEngine);
+    socket.io.on("reconnect", () =>
+      out({ ev: "reconnect", id: cmd.id, sid: socket.id, engineId: socket.io.engine.id }),
+    );
     socket.spec = spec;
     clients.set(cmd.id, socket);
     socket.once("connect", () => {
@@ -135,6 +145,12 @@ async function handle(cmd) {
       } catch (e) {
         return { ok: false, error: String(e && e.message) };
       }
+    }
+    case "engine": {
+      // The Engine.IO session id and the transport in use now.
+      const socket = clients.get(cmd.id);
+      if (!socket || !socket.io.engine) return { ok: false, error: "no such client" };
+      return { ok: true, engineId: socket.io.engine.id, transport: socket.io.engine.transport.name };
     }
     case "close": {
       const socket = clients.get(cmd.id);

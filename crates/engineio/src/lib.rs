@@ -8,6 +8,7 @@
 //! session has a bounded queue and a client too slow to drain it is closed.
 
 pub mod error;
+pub mod forward;
 pub mod metrics;
 pub mod packet;
 pub mod payload;
@@ -148,6 +149,9 @@ pub struct Engine {
     /// The WebSocket connections served off actix-http's dispatcher
     /// ([`serve`]), which the HTTP server's graceful stop does not wait for.
     connections: tokio_util::task::TaskTracker,
+    /// Sends requests for other replicas' sessions to their owners; set once, before
+    /// serving, when the server runs with Redis ([`Engine::set_forwarder`]).
+    forwarder: std::sync::OnceLock<Arc<forward::Forwarder>>,
 }
 
 impl Engine {
@@ -165,7 +169,28 @@ impl Engine {
             accepting: AtomicBool::new(true),
             emptied: tokio::sync::Notify::new(),
             connections: tokio_util::task::TaskTracker::new(),
+            forwarder: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Serves requests for sessions of other replicas through `forwarder`, and puts its
+    /// owner tag in front of the ids of sessions made from now on. Call it before the
+    /// server takes requests; a second call is ignored.
+    pub fn set_forwarder(&self, forwarder: Arc<forward::Forwarder>) {
+        if self.forwarder.set(forwarder).is_err() {
+            tracing::warn!("forwarder already set; ignoring the second one");
+        }
+    }
+
+    /// The forwarder and the owner tag of `sid`, when a request for it that is not
+    /// served here should go to another replica.
+    pub(crate) fn forward_target<'s>(
+        &self,
+        sid: &'s str,
+        head: &actix_http::RequestHead,
+    ) -> Option<(&Arc<forward::Forwarder>, &'s str)> {
+        let forwarder = self.forwarder.get()?;
+        Some((forwarder, forwarder.target(sid, head)?))
     }
 
     /// Sessions open now.
@@ -250,7 +275,17 @@ impl Engine {
         transport: Transport,
     ) -> Result<Arc<Session>, EngineError> {
         let created = tokio::time::Instant::now();
-        let session = Session::new(transport, self.config.outbound_queue, self.metrics.clone());
+        let sid = match self.forwarder.get() {
+            // The owner tag first: any replica can tell where the session lives.
+            Some(f) => Arc::from(format!("{}{}", f.local_tag(), session::random_id())),
+            None => session::random_id(),
+        };
+        let session = Session::with_sid(
+            sid,
+            transport,
+            self.config.outbound_queue,
+            self.metrics.clone(),
+        );
         {
             let mut sessions = self.sessions.write();
             // Checked under the lock: a shutdown's `close_all` sees every

@@ -46,8 +46,9 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio_util::codec::Encoder;
 
-use super::Engine;
+use super::forward::Forwarder;
 use super::transport::{self, ws};
+use super::{Engine, EngineError};
 
 /// Engine.IO endpoints by exact path, e.g. `/socket.io/`.
 #[derive(Clone, Default)]
@@ -207,6 +208,26 @@ fn upgraded(mounts: &Mounts, req: Request, framed: Framed<TcpStream, h1::Codec>)
             }
         }
         Err(e) => {
+            if e == EngineError::SessionUnknown
+                && let Some(sid) = transport::query_sid(req.head())
+                && let Some((forwarder, tag)) = engine.forward_target(&sid, req.head())
+            {
+                // Another replica's session: the owner answers the probe and serves
+                // the WebSocket through a pipe from here.
+                let request = Forwarder::upgrade_bytes(req.head(), &parts.read_buf);
+                let (forwarder, tag, engine) = (forwarder.clone(), tag.to_owned(), engine.clone());
+                let headers = req.head().headers.clone();
+                actix_web::rt::spawn(async move {
+                    if let Err((io, pending, e)) =
+                        forwarder.proxy_upgrade(&tag, request, pending, io).await
+                    {
+                        let mut resp = e.error_response();
+                        transport::add_cors(&engine, &headers, resp.headers_mut());
+                        refuse(io, codec, pending, resp).await;
+                    }
+                });
+                return;
+            }
             let mut resp = e.error_response();
             transport::add_cors(engine, &req.head().headers, resp.headers_mut());
             actix_web::rt::spawn(engine.track_connection(refuse(io, codec, pending, resp)));

@@ -164,9 +164,19 @@ impl Session {
     /// A new session with an outbound queue of `queue` frames. The engine creates
     /// sessions at the handshake; this is public for benchmarks and tests.
     pub fn new(transport: Transport, queue: usize, metrics: Arc<EngineMetrics>) -> Arc<Session> {
+        Self::with_sid(random_id(), transport, queue, metrics)
+    }
+
+    /// A new session with the id `sid` (a random id, behind an owner tag when forwarding).
+    pub(crate) fn with_sid(
+        sid: Sid,
+        transport: Transport,
+        queue: usize,
+        metrics: Arc<EngineMetrics>,
+    ) -> Arc<Session> {
         let (tx, rx) = queue::channel(queue);
         Arc::new(Session {
-            sid: random_id(),
+            sid,
             tx,
             rx: Arc::new(tokio::sync::Mutex::new(rx)),
             transport: AtomicU8::new(transport as u8),

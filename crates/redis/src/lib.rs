@@ -7,10 +7,13 @@
 //! - [`link`]: the Redis connections, publishing, subscriptions, readiness.
 //! - [`metrics`]: the `hubbub_redis_*` metrics.
 //! - [`adapter`]: [`adapter::RedisAdapter`], the `socketio::Adapter` built on both.
+//! - [`forward`]: [`forward::RedisOwnerDirectory`], where each replica can be reached, for
+//!   `hubbub_engineio::forward` (serving another replica's sessions without sticky sessions).
 //!
 //! This module knows nothing of the chat application.
 
 pub mod adapter;
+pub mod forward;
 pub mod link;
 pub mod metrics;
 pub mod settings;

@@ -130,6 +130,12 @@ pub struct ServerConfig {
     #[arg(long, env = "HUBBUB_PRESENCE_TTL_SECS", default_value_t = 15)]
     pub presence_ttl_secs: u64,
 
+    /// IP address at which the other replicas reach this one, to forward requests of its
+    /// sessions (with `--redis-url`; the operator sets the pod IP). Unset: the bound
+    /// address when it names one interface, else the local address of the route to Redis.
+    #[arg(long, env = "HUBBUB_ADVERTISE_IP")]
+    pub advertise_ip: Option<std::net::IpAddr>,
+
     /// Log filter in tracing syntax, e.g. `info` or `hubbub=debug,actix_web=info`.
     #[arg(long = "log", env = "HUBBUB_LOG", default_value = "info")]
     pub log: String,
@@ -272,6 +278,15 @@ impl ServerConfig {
             "--presence-ttl-secs",
             "PRESENCE_TTL_SECS",
         )?;
+        if let Some(ip) = self.advertise_ip
+            && (ip.is_unspecified() || ip.is_multicast())
+        {
+            return Err(ConfigError {
+                setting: "--advertise-ip",
+                env: "ADVERTISE_IP",
+                reason: format!("{ip} is not an address other replicas can connect to"),
+            });
+        }
         for origin in &self.cors_origins {
             let ok = origin == "*"
                 || ((origin.starts_with("http://") || origin.starts_with("https://"))
@@ -357,6 +372,16 @@ mod tests {
         assert_eq!(e.setting, "--path");
         let e = parse(&["--redis-url", "http://x"]).validate().unwrap_err();
         assert_eq!(e.setting, "--redis-url");
+        let e = parse(&["--advertise-ip", "0.0.0.0"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "--advertise-ip");
+        assert!(e.to_string().contains("HUBBUB_ADVERTISE_IP"), "{e}");
+        parse(&["--advertise-ip", "10.1.2.3"]).validate().unwrap();
+        assert!(
+            ServerConfig::try_parse_from(["hubbub-server", "--advertise-ip", "pod"]).is_err(),
+            "not an IP address"
+        );
     }
 
     #[test]

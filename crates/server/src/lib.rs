@@ -18,6 +18,7 @@
 //! `Adapter` (in memory, or one Redis PUBLISH through `hubbub_redis::adapter`); every
 //! replica encodes it once and queues the same bytes for each local recipient.
 
+pub mod advertise;
 pub mod chat;
 pub mod config;
 pub mod http;

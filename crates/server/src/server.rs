@@ -12,15 +12,18 @@ use std::time::Duration;
 
 use actix_web::App;
 
+use crate::advertise;
 use crate::chat::store::{MemoryStore, Store, StoreLimits};
 use crate::chat::store_redis::{PresenceSettings, RedisStore};
 use crate::chat::{Chat, ChatSettings};
 use crate::config::ServerConfig;
 use crate::http::{self, AppState, Health};
 use crate::metrics::Metrics;
+use hubbub_engineio::forward::{ForwardMetrics, Forwarder};
 use hubbub_engineio::serve::{self, Mounts, ServeOptions};
 use hubbub_engineio::{CloseReason, Engine, EngineConfig, OriginPolicy};
 use hubbub_redis::adapter::RedisAdapter;
+use hubbub_redis::forward::RedisOwnerDirectory;
 use hubbub_redis::link::RedisLink;
 use hubbub_socketio::{Adapter, Io, IoConfig, IoHandler, MemoryAdapter};
 
@@ -41,6 +44,9 @@ pub enum ServerError {
     /// The Redis back end could not be set up.
     #[error("redis: {0}")]
     Redis(String),
+    /// A metric could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// The Engine.IO settings from the server configuration.
@@ -84,13 +90,25 @@ async fn backends(
     let store = RedisStore::new(link.clone(), limits, presence);
     store.start_heartbeat();
     let adapter = RedisAdapter::new(link.clone());
-    Ok((store.clone(), adapter, Some(RedisBackend { store, link })))
+    // Where this replica is reached for forwarding: refreshed like presence.
+    let owners = RedisOwnerDirectory::new(link.clone(), presence.heartbeat, presence.ttl);
+    Ok((
+        store.clone(),
+        adapter,
+        Some(RedisBackend {
+            store,
+            link,
+            owners,
+        }),
+    ))
 }
 
-/// What shutdown needs of the Redis back end.
+/// What forwarding and shutdown need of the Redis back end.
 struct RedisBackend {
     store: Arc<RedisStore>,
     link: RedisLink,
+    /// The owner directory of cross-replica forwarding (docs/forwarding.md).
+    owners: Arc<RedisOwnerDirectory>,
 }
 
 /// Runs the server until SIGTERM/SIGINT, then drains and returns.
@@ -127,6 +145,11 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         Arc::new(IoHandler(io)),
         Arc::new(metrics.engine.clone()),
     );
+    if let Some(redis) = &redis {
+        // Requests for other replicas' sessions go to their owners: no sticky sessions.
+        let forward_metrics = ForwardMetrics::register(&metrics.registry)?;
+        engine.set_forwarder(Forwarder::new(redis.owners.clone(), forward_metrics));
+    }
     let state = AppState {
         engine: engine.clone(),
         metrics,
@@ -147,6 +170,10 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let server = serve::server(vec![listener], mounts, &options, move || {
         App::new().configure(http::routes(state.clone()))
     })?;
+    if let (Some(redis), Some(url)) = (&redis, &config.redis_url) {
+        let advertised = advertise::advertised_address(config.advertise_ip, addr, url).await;
+        redis.owners.start(advertised);
+    }
     tracing::info!(%addr, path = %config.path, "hubbub-server listening");
     let handle = server.handle();
     let mut running = tokio::spawn(server);
@@ -200,6 +227,10 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         // Users of this replica leave presence now rather than when the TTL runs out.
         if let Err(error) = redis.store.withdraw().await {
             tracing::warn!(%error, "presence not withdrawn");
+        }
+        // Its session ids resolve to nothing from now on: the others answer at once.
+        if let Err(error) = redis.owners.withdraw().await {
+            tracing::warn!(%error, "forwarding registration not withdrawn");
         }
         redis.link.shutdown().await;
     }

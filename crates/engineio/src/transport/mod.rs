@@ -76,6 +76,14 @@ pub(crate) fn check(
     Ok((transport, query))
 }
 
+/// The `sid` of a request's query, if any.
+pub(crate) fn query_sid(head: &RequestHead) -> Option<String> {
+    web::Query::<EngineQuery>::from_query(head.uri.query().unwrap_or(""))
+        .ok()?
+        .into_inner()
+        .sid
+}
+
 /// A WebSocket upgrade request, checked and accepted.
 pub(crate) fn upgrade_request(
     engine: &Arc<Engine>,
@@ -143,21 +151,32 @@ pub(crate) async fn dispatch(
             None if req.method() == Method::GET => polling::handshake(engine)?,
             None => return Err(EngineError::BadHandshakeMethod),
             Some(sid) => {
-                let session = engine
-                    .get(&sid)
-                    .or_else(|| {
-                        (req.method() == Method::GET)
-                            .then(|| engine.get_flushing(&sid))
-                            .flatten()
-                    })
-                    .ok_or(EngineError::SessionUnknown)?;
-                if session.transport() != Transport::Polling {
-                    return Err(EngineError::BadRequest);
-                }
-                match *req.method() {
-                    Method::GET => polling::poll(engine, session).await?,
-                    Method::POST => polling::post(engine, session, body).await?,
-                    _ => return Err(EngineError::BadHandshakeMethod),
+                let found = engine.get(&sid).or_else(|| {
+                    (req.method() == Method::GET)
+                        .then(|| engine.get_flushing(&sid))
+                        .flatten()
+                });
+                match found {
+                    Some(session) => {
+                        if session.transport() != Transport::Polling {
+                            return Err(EngineError::BadRequest);
+                        }
+                        match *req.method() {
+                            Method::GET => polling::poll(engine, session).await?,
+                            Method::POST => polling::post(engine, session, body).await?,
+                            _ => return Err(EngineError::BadHandshakeMethod),
+                        }
+                    }
+                    // Not held here: another replica's, when the id carries its tag.
+                    None => match engine.forward_target(&sid, req.head()) {
+                        Some((forwarder, tag)) => {
+                            let deadline = engine.config.ping_interval + engine.config.ping_timeout;
+                            forwarder
+                                .forward_poll(tag, req, body, engine.config.max_payload, deadline)
+                                .await?
+                        }
+                        None => return Err(EngineError::SessionUnknown),
+                    },
                 }
             }
         },
