@@ -8,6 +8,7 @@
 //! | [`chat`] | the chat + Q&A application and its `Store` (in memory or in Redis) | engineio internals |
 //! | [`http`] | the one route table: page, client, health, readiness, metrics, the Engine.IO endpoint | |
 //! | [`server`] | wiring the layers together, graceful shutdown | |
+//! | [`advertise`] | the address other replicas forward this one's requests to | |
 //!
 //! Depends on `hubbub-engineio`, `hubbub-socketio` and `hubbub-redis`; nothing depends on
 //! it. `src/main.rs` parses the configuration, sets up logging and calls [`server::run`].
