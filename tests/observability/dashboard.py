@@ -119,9 +119,10 @@ def build() -> dict:
     L.panel(stat, "ChatRooms not Ready", "ChatRooms whose Ready condition is not True, counted by the operator (all namespaces).", [('sum(hubbub_operator_chatrooms{condition="not_ready"})', "")], "short", w=4, h=4, steps=thresholds("green", (1, "red")))
 
     L.row("Clients")
-    L.panel(ts, "Connections by transport and replica", "Open Engine.IO connections per replica (pod) and transport.", [(f"sum by (pod, transport) (hubbub_connections_open{{{S}}})", "{{pod}} {{transport}}")], "short", stack=True)
-    L.panel(ts, "Connects and disconnects by reason", "New connections per second (connects) and closed ones by reason. slow_consumer: a client that did not drain its outbound queue; ping_timeout: a client gone silent.", [(f"sum(rate(hubbub_connections_total{{{S}}}[{RI}]))", "connects"), (f"sum by (reason) (rate(hubbub_disconnects_total{{{S}}}[{RI}]))", "{{reason}}")], "ops")
-    L.panel(ts, "Handshakes refused (--max-connections)", "Handshakes answered 503 because a replica reached --max-connections.", [(f"sum by (pod) (rate(hubbub_sessions_refused_total{{{S}}}[{RI}]))", "{{pod}}")], "ops", steps=thresholds("green", (0.1, "red")))
+    L.panel(ts, "Connections by transport and replica", "Open Engine.IO connections per replica (pod) and transport.", [(f"sum by (pod, transport) (hubbub_connections_open{{{S}}})", "{{pod}} {{transport}}")], "short", stack=True, w=6)
+    L.panel(ts, "Connects and disconnects by reason", "New connections per second (connects) and closed ones by reason. slow_consumer: a client that did not drain its outbound queue; ping_timeout: a client gone silent.", [(f"sum(rate(hubbub_connections_total{{{S}}}[{RI}]))", "connects"), (f"sum by (reason) (rate(hubbub_disconnects_total{{{S}}}[{RI}]))", "{{reason}}")], "ops", w=6)
+    L.panel(ts, "Socket.IO sockets by replica", "Sockets connected to namespace / (clients past the Socket.IO CONNECT) per replica.", [(f"sum by (pod) (hubbub_sockets_connected{{{S}}})", "{{pod}}")], "short", w=6)
+    L.panel(ts, "Handshakes refused (--max-connections)", "Handshakes answered 503 because a replica reached --max-connections.", [(f"sum by (pod) (rate(hubbub_sessions_refused_total{{{S}}}[{RI}]))", "{{pod}}")], "ops", w=6, steps=thresholds("green", (0.1, "red")))
 
     L.row("Traffic")
     L.panel(ts, "Deliveries per second", "Engine.IO packets sent to and received from clients per second.", [(f"sum(rate(hubbub_packets_sent_total{{{S}}}[{RI}]))", "sent"), (f"sum(rate(hubbub_packets_received_total{{{S}}}[{RI}]))", "received")], "pps")
@@ -171,7 +172,7 @@ def build() -> dict:
     L.row("Process")
     L.panel(ts, "CPU per replica", "CPU time used per second (1 = one core).", [(f"sum by (pod) (rate(process_cpu_seconds_total{{{S}}}[{RI}]))", "{{pod}}")], "short")
     L.panel(ts, "Memory per replica", "Resident memory of each replica.", [(f"sum by (pod) (process_resident_memory_bytes{{{S}}})", "{{pod}}")], "bytes")
-    L.panel(ts, "Open file descriptors", "Open file descriptors (about one per connection) against the limit.", [(f"sum by (pod) (process_open_fds{{{S}}})", "{{pod}}"), (f"min(process_max_fds{{{S}}})", "limit")], "short")
+    L.panel(ts, "File descriptors used", "Open file descriptors (about one per connection) as a share of the process limit.", [(f"max by (pod) (process_open_fds{{{S}}} / process_max_fds{{{S}}})", "{{pod}}")], "percentunit", steps=thresholds("green", (0.8, "red")))
 
     L.row("Operator")
     L.panel(ts, "Reconciliations by result", "ChatRoom reconciliations per second, by result.", [(f"sum by (result) (rate(hubbub_operator_reconciliations_total[{RI}]))", "{{result}}")], "ops")
