@@ -169,7 +169,9 @@ impl Metrics {
                 })
                 .count();
             let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-            self.chatrooms.with_label_values(&["ready"]).set(count(ready));
+            self.chatrooms
+                .with_label_values(&["ready"])
+                .set(count(ready));
             self.chatrooms
                 .with_label_values(&["not_ready"])
                 .set(count(rooms.len() - ready));
@@ -280,11 +282,20 @@ mod tests {
             writer.apply_watcher_event(&watcher::Event::Apply(r));
         }
         let text = metrics.encode();
-        assert!(text.contains("hubbub_operator_chatrooms{condition=\"ready\"} 1"), "{text}");
-        assert!(text.contains("hubbub_operator_chatrooms{condition=\"not_ready\"} 2"), "{text}");
+        assert!(
+            text.contains("hubbub_operator_chatrooms{condition=\"ready\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hubbub_operator_chatrooms{condition=\"not_ready\"} 2"),
+            "{text}"
+        );
         // a deleted room is no longer counted
         writer.apply_watcher_event(&watcher::Event::Delete(room("b", Some("False"))));
         let text = metrics.encode();
-        assert!(text.contains("hubbub_operator_chatrooms{condition=\"not_ready\"} 1"), "{text}");
+        assert!(
+            text.contains("hubbub_operator_chatrooms{condition=\"not_ready\"} 1"),
+            "{text}"
+        );
     }
 }
