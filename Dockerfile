@@ -34,9 +34,9 @@ COPY --from=planner /build/recipe.json recipe.json
 # Dependency-only layer: rebuilt only when the recipe (manifests, lockfile) changes.
 RUN cargo chef cook --release --locked --recipe-path recipe.json \
         --bin hubbub-server --bin hubbub-operator
-# The project itself: src/, web/ (embedded with include_str!), examples/, benches/ ...
+# The project itself: the workspace crates/ (web/ is embedded with include_str!) ...
 COPY . .
-RUN cargo build --release --locked --bin hubbub-server --bin hubbub-operator \
+RUN cargo build --release --locked -p hubbub-server -p hubbub-operator \
     && mkdir -p /out \
     && cp target/release/hubbub-server target/release/hubbub-operator /out/
 

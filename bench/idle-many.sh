@@ -29,8 +29,8 @@ mkdir -p "$OUT"
 
 ensure_apt curl curl
 ensure_apt redis-server redis-server
-echo "==> cargo build --profile $PROFILE --bin hubbub-server --bin hubbub-bench"
-(cd "$root" && cargo build --profile "$PROFILE" --quiet --bin hubbub-server --bin hubbub-bench)
+echo "==> cargo build --profile $PROFILE -p hubbub-server -p hubbub-bench"
+(cd "$root" && cargo build --profile "$PROFILE" --quiet -p hubbub-server -p hubbub-bench)
 target_dir=$root/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 server_bin=$target_dir/hubbub-server
 bench_bin=$target_dir/hubbub-bench

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Socket.IO protocol core (examples/echo) and the chat application (hubbub-server)
+# The Socket.IO protocol core (crates/socketio/examples/echo.rs) and the chat application (hubbub-server)
 # driven by the official socket.io-client 4.x from Node (tests/node, `npm ci` from its
 # committed lockfile).
 set -euo pipefail
@@ -8,7 +8,8 @@ source scripts/lib.sh
 
 ensure_apt nodejs node
 ensure_npm tests/node
-echo "==> cargo build --bin hubbub-server --example echo"
-cargo build --locked --bin hubbub-server --example echo
+echo "==> cargo build -p hubbub-server; cargo build -p hubbub-socketio --example echo"
+cargo build --locked -p hubbub-server
+cargo build --locked -p hubbub-socketio --example echo
 cd tests/node
 node --test --test-concurrency=1 ./*.test.mjs

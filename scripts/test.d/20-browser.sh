@@ -8,7 +8,7 @@ source scripts/lib.sh
 
 ensure_apt chromium chromium
 ensure_npm tests/browser
-echo "==> cargo build --bin hubbub-server"
-cargo build --locked --bin hubbub-server
+echo "==> cargo build -p hubbub-server"
+cargo build --locked -p hubbub-server
 cd tests/browser
 node --test --test-concurrency=1 --test-reporter=spec ./*.test.js

@@ -22,7 +22,7 @@ fi
 ensure_venv tests/k8s/.venv tests/k8s/requirements.txt
 
 echo "==> building hubbub-operator"
-cargo build --locked --quiet --bin hubbub-operator
+cargo build --locked --quiet -p hubbub-operator
 OPERATOR="${CARGO_TARGET_DIR:-target}/debug/hubbub-operator"
 
 work=$(mktemp -d)
@@ -36,7 +36,7 @@ trap cleanup EXIT
 echo "==> k8s/crd.yaml is the output of 'hubbub-operator crd'"
 "$OPERATOR" crd > "$work/crd.yaml"
 if ! diff -u k8s/crd.yaml "$work/crd.yaml"; then
-  echo "error: k8s/crd.yaml is stale; run: cargo run --bin hubbub-operator -- crd > k8s/crd.yaml" >&2
+  echo "error: k8s/crd.yaml is stale; run: cargo run -p hubbub-operator -- crd > k8s/crd.yaml" >&2
   exit 1
 fi
 
@@ -72,7 +72,7 @@ echo "ok    tests/e2e/run.sh, scripts/ and bench/ pass shellcheck"
 
 echo "==> tests/e2e/chat.mjs against a local hubbub-server (both 'pods' are the same server here)"
 ensure_npm tests/e2e
-cargo build --locked --quiet --bin hubbub-server
+cargo build --locked --quiet -p hubbub-server
 HUBBUB_BIND=127.0.0.1:0 HUBBUB_LOG=info HUBBUB_LOG_FORMAT=json \
   "${CARGO_TARGET_DIR:-target}/debug/hubbub-server" > "$work/server.log" 2>&1 &
 server_pid=$!

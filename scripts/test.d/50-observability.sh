@@ -37,8 +37,8 @@ ensure_venv tests/observability/.venv tests/observability/requirements.txt
 
 command -v cargo >/dev/null 2>&1 ||
   { echo "error: cargo is needed to build hubbub-server and hubbub-operator (install Rust: https://rustup.rs)" >&2; exit 1; }
-echo "==> cargo build --bin hubbub-server --bin hubbub-operator"
-cargo build --locked -q --bin hubbub-server --bin hubbub-operator
+echo "==> cargo build -p hubbub-server -p hubbub-operator"
+cargo build --locked -q -p hubbub-server -p hubbub-operator
 
 cd tests/observability
 exec .venv/bin/python -m pytest -p no:cacheprovider -q "$@"

@@ -55,7 +55,7 @@ class HubbubServer {
 
   async start(port) {
     if (!fs.existsSync(SERVER_BIN)) {
-      throw new Error(SERVER_BIN + ' is missing: build it with `cargo build --bin hubbub-server`');
+      throw new Error(SERVER_BIN + ' is missing: build it with `cargo build -p hubbub-server`');
     }
     this.port = port || this.port || await freePort();
     const args = ['--bind', '127.0.0.1:' + this.port, '--shutdown-grace-secs', '2', ...this.extraArgs];

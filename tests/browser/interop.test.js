@@ -13,7 +13,7 @@ const { EventEmitter, once } = require('node:events');
 const { Server } = require('socket.io');
 const h = require('./helpers');
 
-const CLIENT = fs.readFileSync(path.join(h.ROOT, 'web', 'socket.io.js'));
+const CLIENT = fs.readFileSync(path.join(h.ROOT, 'crates', 'server', 'web', 'socket.io.js'));
 
 let browser;
 let httpServer;

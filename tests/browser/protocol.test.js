@@ -10,7 +10,7 @@ const http = require('node:http');
 const path = require('node:path');
 const h = require('./helpers');
 
-const CLIENT = fs.readFileSync(path.join(h.ROOT, 'web', 'socket.io.js'));
+const CLIENT = fs.readFileSync(path.join(h.ROOT, 'crates', 'server', 'web', 'socket.io.js'));
 
 /**
  * A long-polling Engine.IO server with one session at a time, driven by the test:

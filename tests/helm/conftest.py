@@ -56,8 +56,26 @@ def chart() -> Iterator[helm_python.Chart]:
 
 
 @pytest.fixture(scope="session")
-def cargo_manifest() -> dict[str, Any]:
-    return tomllib.loads((ROOT / "Cargo.toml").read_text())
+def cargo_members() -> dict[str, dict[str, Any]]:
+    """Each workspace member's manifest, by its folder relative to the root (crates/NAME)."""
+    root = tomllib.loads((ROOT / "Cargo.toml").read_text())
+    members: dict[str, dict[str, Any]] = {}
+    for pattern in root["workspace"]["members"]:
+        for folder in sorted(ROOT.glob(pattern)):
+            if (folder / "Cargo.toml").exists():
+                members[folder.relative_to(ROOT).as_posix()] = tomllib.loads((folder / "Cargo.toml").read_text())
+    assert members, "the workspace has no members"
+    return members
+
+
+@pytest.fixture(scope="session")
+def cargo_manifest(cargo_members) -> dict[str, Any]:
+    """The project as one manifest: the workspace's shared [workspace.package] (name
+    `hubbub`) and every member's [[bin]] targets."""
+    root = tomllib.loads((ROOT / "Cargo.toml").read_text())
+    package = dict(root["workspace"]["package"], name="hubbub")
+    bins = [b for m in cargo_members.values() for b in m.get("bin", [])]
+    return {"package": package, "bin": bins}
 
 
 @pytest.fixture()

@@ -76,6 +76,10 @@ def bins_named(command: str) -> list[str]:
     return re.findall(r"--bin[= ]+([A-Za-z0-9_-]+)", command)
 
 
+def packages_named(command: str) -> list[str]:
+    return re.findall(r"(?:-p|--package)[= ]+([A-Za-z0-9_-]+)", command)
+
+
 # ---------------------------------------------------------------------------------------
 # The build context: tracked files minus .dockerignore, with Docker's matching rules.
 
@@ -182,13 +186,18 @@ def test_every_file_copied_from_the_context_exists(stages, context_files):
     assert copied > 0
 
 
-def test_binaries_built_and_shipped_are_the_crates_bin_targets(stages, cargo_manifest):
+def test_binaries_built_and_shipped_are_the_crates_bin_targets(stages, cargo_manifest, cargo_members):
     crate_bins = {b["name"] for b in cargo_manifest["bin"]}
+    bins_of_package = {m["package"]["name"]: {b["name"] for b in m.get("bin", [])} for m in cargo_members.values()}
     builds = [r["value"] for s in stages for r in s.all("RUN") if "cargo build" in r["value"]]
     assert builds, "no `cargo build` in the Dockerfile"
     for command in builds:
         assert "--release" in command and "--locked" in command
-        assert set(bins_named(command)) == SHIPPED_BINARIES
+        built = set(bins_named(command))
+        for package in packages_named(command):
+            assert package in bins_of_package, f"-p {package}: not a workspace member"
+            built |= bins_of_package[package]
+        assert built == SHIPPED_BINARIES
     assert SHIPPED_BINARIES <= crate_bins
     runtime = stages[-1]
     shipped = {
@@ -222,20 +231,27 @@ def test_dependencies_are_built_in_a_layer_of_their_own(stages):
     assert prepares, "no planner stage runs `cargo chef prepare`"
 
 
-def test_build_context_holds_everything_cargo_needs(context_files, cargo_manifest):
+def test_build_context_holds_everything_cargo_needs(context_files, cargo_members):
     """Cargo refuses a manifest whose targets are missing, and include_str! needs its files."""
     assert {"Cargo.toml", "Cargo.lock"} <= context_files
-    needed = [cargo_manifest.get("lib", {}).get("path", "src/lib.rs")]
-    for kind, folder in [("bin", "src/bin"), ("example", "examples"), ("bench", "benches"), ("test", "tests")]:
-        for target in cargo_manifest.get(kind, []):
-            path = target.get("path")
-            if path is None:
-                single, multi = f"{folder}/{target['name']}.rs", f"{folder}/{target['name']}/main.rs"
-                path = single if (ROOT / single).exists() or not (ROOT / multi).exists() else multi
-            needed.append(path)
-    build_script = cargo_manifest["package"].get("build", "build.rs" if (ROOT / "build.rs").exists() else None)
-    if build_script:
-        needed.append(build_script)
+    needed = []
+    for member, manifest in cargo_members.items():
+        needed.append(f"{member}/Cargo.toml")
+        lib = manifest.get("lib", {}).get("path", "src/lib.rs")
+        if (ROOT / member / lib).exists() or "lib" in manifest:
+            needed.append(f"{member}/{lib}")
+        if not manifest.get("bin") and (ROOT / member / "src/main.rs").exists():
+            needed.append(f"{member}/src/main.rs")
+        for kind, folder in [("bin", "src/bin"), ("example", "examples"), ("bench", "benches"), ("test", "tests")]:
+            for target in manifest.get(kind, []):
+                path = target.get("path")
+                if path is None:
+                    single, multi = f"{folder}/{target['name']}.rs", f"{folder}/{target['name']}/main.rs"
+                    path = single if (ROOT / member / single).exists() or not (ROOT / member / multi).exists() else multi
+                needed.append(f"{member}/{path}")
+        build_script = manifest["package"].get("build", "build.rs" if (ROOT / member / "build.rs").exists() else None)
+        if build_script:
+            needed.append(f"{member}/{build_script}")
     for source in sorted(p for p in context_files if p.endswith(".rs")):
         text = (ROOT / source).read_text()
         # include_str!("../web/app.js"): relative to the source file.
@@ -302,7 +318,7 @@ def test_dockerignore_keeps_build_output_and_dependencies_out(path):
     assert excluded(path)
 
 
-@pytest.mark.parametrize("path", ["Cargo.toml", "Cargo.lock", "src/lib.rs", "src/bin/hubbub-server.rs", "web/index.html", "benches/protocol.rs", "examples/conformance.rs"])
+@pytest.mark.parametrize("path", ["Cargo.toml", "Cargo.lock", "crates/server/src/lib.rs", "crates/server/src/main.rs", "crates/server/web/index.html", "crates/socketio/benches/protocol.rs", "crates/socketio/examples/conformance.rs", "crates/operator/Cargo.toml"])
 def test_dockerignore_keeps_the_sources_in(path):
     assert not excluded(path)
 

@@ -107,7 +107,7 @@ class Process:
 
 def binary(name: str) -> Path:
     path = TARGET / name
-    assert path.is_file(), f"{path} is missing: build it with `cargo build --bin {name}` (scripts/test.d/50-observability.sh does)"
+    assert path.is_file(), f"{path} is missing: build it with `cargo build -p {name}` (scripts/test.d/50-observability.sh does)"
     return path
 
 

@@ -1,0 +1,583 @@
+//! The `ChatRoom` custom resource (`hubbub.dev/v1alpha1`): its spec, its status and the
+//! CustomResourceDefinition generated from them.
+//!
+//! Every field carries a description (it becomes `kubectl explain chatroom.spec...`) and
+//! the schema holds the validation the API server can do on its own: bounds, enums and
+//! CEL rules (`x-kubernetes-validations`) where a rule spans fields. What the schema
+//! cannot say (for example "an Ingress needs a host") is checked by
+//! [`crate::resources`] and reported as `Ready=False`.
+//!
+//! This module owns only types and their defaults; it does no I/O.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, CustomResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the ChatRoom resource.
+pub const GROUP: &str = "hubbub.dev";
+/// API version of the ChatRoom resource.
+pub const VERSION: &str = "v1alpha1";
+
+/// A chat service: a horizontally scaled hubbub server Deployment with its own Redis.
+///
+/// The operator turns each ChatRoom into a Deployment, a Service, a Redis StatefulSet with
+/// a headless Service, and optionally a PodDisruptionBudget, an Ingress and a
+/// HorizontalPodAutoscaler, all owned by the ChatRoom.
+// the repeated `type_ = ...` of the printer columns are separate columns, not duplicates
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[kube(
+    group = "hubbub.dev",
+    version = "v1alpha1",
+    kind = "ChatRoom",
+    plural = "chatrooms",
+    singular = "chatroom",
+    shortname = "room",
+    category = "hubbub",
+    namespaced,
+    status = "ChatRoomStatus",
+    derive = "PartialEq",
+    doc = "A hubbub chat service: a horizontally scaled Socket.IO chat server with its own Redis, reconciled by hubbub-operator.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".status.replicas",
+        description = "Chat server replicas that exist"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the chat server and its Redis are available"
+    ),
+    printcolumn(
+        name = "Endpoint",
+        type_ = "string",
+        json_path = ".status.endpoint",
+        description = "Where clients connect"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatRoomSpec {
+    /// Number of chat server pods (1..=100, default 2). Ignored while `autoscaling` is set;
+    /// `kubectl scale chatroom/NAME --replicas=N` changes it.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 100))]
+    pub replicas: i32,
+
+    /// Chat server container image. Default: the operator's `--server-image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+
+    /// Pull policy of the chat server and Redis images. Default: the Kubernetes default
+    /// (`Always` for `:latest`, `IfNotPresent` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
+    /// Compute resources of each chat server container. Default: requests 100m CPU and
+    /// 64Mi memory, limit 256Mi memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Extra annotations on the chat server pods (they win over the operator's Prometheus
+    /// scrape annotations).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+
+    /// Node selector of the chat server pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Tolerations of the chat server pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Affinity of the chat server pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// How much history new users are shown.
+    #[serde(default)]
+    pub history: HistorySpec,
+
+    /// Welcome text sent to every new connection; empty disables it. Default: the server's
+    /// default ("Hello World").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub welcome: Option<String>,
+
+    /// Largest chat message, question or answer in bytes (1..=65536). Default: the server's
+    /// default (4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65536))]
+    pub max_message_bytes: Option<i32>,
+
+    /// Per-connection rate limit of chat events. Default: the server's (20/s, burst 40).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+
+    /// Origins allowed to connect from a browser on another origin, e.g.
+    /// `https://chat.example.com`, or `*` for any. Empty: same origin only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub cors_origins: Vec<String>,
+
+    /// Seconds the server drains connections on shutdown (0..=3600, default 10). The pods'
+    /// termination grace period is set above it.
+    #[serde(default = "default_shutdown_grace")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub shutdown_grace_seconds: i32,
+
+    /// Logging of the chat server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogSpec>,
+
+    /// Other server settings as environment variables (`HUBBUB_*`, e.g.
+    /// `HUBBUB_PING_INTERVAL_MS`). Settings the operator manages from other fields are
+    /// rejected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.all(e, !(e.name in ['HUBBUB_BIND', 'HUBBUB_REDIS_URL', 'HUBBUB_REDIS_PASSWORD', 'HUBBUB_HISTORY_SIZE', 'HUBBUB_QUESTION_HISTORY', 'HUBBUB_WELCOME', 'HUBBUB_MAX_MESSAGE_BYTES', 'HUBBUB_RATE_LIMIT', 'HUBBUB_RATE_BURST', 'HUBBUB_CORS_ORIGINS', 'HUBBUB_SHUTDOWN_GRACE_SECS', 'HUBBUB_LOG', 'HUBBUB_LOG_FORMAT']))",
+        "message": "this setting is managed by the operator: use the matching ChatRoom field instead of env"
+    }]))]
+    pub env: Vec<EnvSetting>,
+
+    /// The Redis that holds history, questions and presence and carries broadcasts between
+    /// the chat server replicas.
+    #[serde(default)]
+    pub redis: RedisSpec,
+
+    /// The Service in front of the chat server pods.
+    #[serde(default)]
+    pub service: ServiceSpec,
+
+    /// An Ingress for the chat service. Absent: no Ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSpec>,
+
+    /// A HorizontalPodAutoscaler (CPU based) for the chat server. Absent: fixed `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+}
+
+fn default_replicas() -> i32 {
+    2
+}
+
+fn default_shutdown_grace() -> i32 {
+    10
+}
+
+/// Pull policy of the chat server and Redis images: `Always`, `IfNotPresent` or `Never`.
+/// Absent: the Kubernetes default (`Always` for `:latest`, `IfNotPresent` otherwise).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+pub enum ImagePullPolicy {
+    /// Pull on every pod start.
+    Always,
+    /// Pull only when the image is not on the node.
+    IfNotPresent,
+    /// Never pull; the image must be on the node.
+    Never,
+}
+
+impl ImagePullPolicy {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+/// History replayed to newcomers.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistorySpec {
+    /// Chat messages kept and replayed on join (1..=1000, default 10).
+    #[serde(default = "default_history_messages")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub messages: i32,
+
+    /// Questions kept and replayed to newcomers (1..=1000, default 20).
+    #[serde(default = "default_history_questions")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub questions: i32,
+}
+
+fn default_history_messages() -> i32 {
+    10
+}
+
+fn default_history_questions() -> i32 {
+    20
+}
+
+impl Default for HistorySpec {
+    fn default() -> Self {
+        Self {
+            messages: default_history_messages(),
+            questions: default_history_questions(),
+        }
+    }
+}
+
+/// A token bucket per connection.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.burst >= self.perSecond",
+    "message": "burst must be at least perSecond"
+}]))]
+pub struct RateLimitSpec {
+    /// Sustained events per second allowed per connection (1..=100000).
+    #[schemars(range(min = 1, max = 100000))]
+    pub per_second: i32,
+
+    /// Events a connection may send in a burst (>= perSecond, <= 1000000).
+    #[schemars(range(min = 1, max = 1000000))]
+    pub burst: i32,
+}
+
+/// Log settings of the chat server.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogSpec {
+    /// Log filter in tracing syntax, e.g. `info` or `hubbub=debug,info` (default `info`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub level: Option<String>,
+
+    /// Log format (default `text`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<LogFormat>,
+}
+
+/// Log line format of the chat server: `text` (default) or `json`.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One extra server setting.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+pub struct EnvSetting {
+    /// Name of the setting, `HUBBUB_` followed by capitals, digits and underscores.
+    #[schemars(regex(pattern = r"^HUBBUB_[A-Z0-9_]+$"), length(max = 128))]
+    pub name: String,
+
+    /// Its value.
+    #[schemars(length(max = 4096))]
+    pub value: String,
+}
+
+/// The Redis StatefulSet.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSpec {
+    /// Redis container image. Default: the operator's `--redis-image` (`redis:7.2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+
+    /// Compute resources of the Redis container. Default: requests 50m CPU and 64Mi
+    /// memory, limit 256Mi memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Persistent storage. Absent: an `emptyDir` (data is lost when the pod goes);
+    /// present: a PersistentVolumeClaim and append-only persistence. Cannot be changed
+    /// after creation (StatefulSet volume claim templates are immutable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+
+    /// A Secret holding the Redis password. Absent: no password (only the chat server pods
+    /// should be able to reach Redis; use a NetworkPolicy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing_secret: Option<SecretKeyRef>,
+}
+
+/// A PersistentVolumeClaim for Redis.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Requested size, e.g. `1Gi`.
+    pub size: Quantity,
+
+    /// StorageClass of the claim. Absent: the cluster's default class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub storage_class_name: Option<String>,
+}
+
+/// A key in a Secret in the ChatRoom's namespace.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+
+    /// Key in the Secret (default `password`).
+    #[serde(default = "default_secret_key")]
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+fn default_secret_key() -> String {
+    "password".into()
+}
+
+/// The chat Service.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Service type (default `ClusterIP`).
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+
+    /// Annotations on the Service (e.g. for a cloud load balancer).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Type of the chat Service: `ClusterIP` (default), `NodePort` or `LoadBalancer`.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
+pub enum ServiceType {
+    /// Reachable inside the cluster only.
+    #[default]
+    ClusterIP,
+    /// Also on a port of every node.
+    NodePort,
+    /// Also through a cloud load balancer.
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClusterIP => "ClusterIP",
+            Self::NodePort => "NodePort",
+            Self::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// The Ingress.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressSpec {
+    /// Host name clients use, e.g. `chat.example.com`. Required for an Ingress to be made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub host: Option<String>,
+
+    /// IngressClass name (e.g. `nginx`). Absent: the cluster's default class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub class_name: Option<String>,
+
+    /// TLS for the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<IngressTls>,
+
+    /// Annotations on the Ingress; they win over the operator's ingress-nginx annotations
+    /// for WebSocket timeouts and cookie affinity.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// TLS of the Ingress.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressTls {
+    /// Secret with the certificate and key (`kubernetes.io/tls`).
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+}
+
+/// The HorizontalPodAutoscaler.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.minReplicas <= self.maxReplicas",
+    "message": "minReplicas must not exceed maxReplicas"
+}]))]
+pub struct AutoscalingSpec {
+    /// Fewest chat server pods (1..=100, default 2).
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 100))]
+    pub min_replicas: i32,
+
+    /// Most chat server pods (1..=100).
+    #[schemars(range(min = 1, max = 100))]
+    pub max_replicas: i32,
+
+    /// Average CPU utilisation (percent of the CPU request) to aim for (1..=100, default 70).
+    #[serde(
+        default = "default_cpu_target",
+        rename = "targetCPUUtilizationPercentage"
+    )]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: i32,
+}
+
+fn default_cpu_target() -> i32 {
+    70
+}
+
+/// What the operator last observed. Written only by the operator (status subresource).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatRoomStatus {
+    /// The `metadata.generation` this status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Chat server pods that exist (from the Deployment).
+    #[serde(default)]
+    pub replicas: i32,
+
+    /// Chat server pods that are ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+
+    /// Label selector of the chat server pods, for the scale subresource (HPA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+
+    /// Where clients connect: the Service's cluster DNS name and, when there is an
+    /// Ingress, its URL (`http://ROOM.NS.svc.cluster.local https://HOST/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+
+    /// `Ready` (everything available), `ServerAvailable` (the Deployment) and
+    /// `RedisAvailable` (the StatefulSet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// The CustomResourceDefinition of ChatRoom.
+pub fn crd() -> CustomResourceDefinition {
+    ChatRoom::crd()
+}
+
+/// The CustomResourceDefinition as YAML, exactly as committed in `k8s/crd.yaml`.
+pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
+    let yaml = serde_yaml_ng::to_string(&crd())?;
+    Ok(format!(
+        "# Generated by `hubbub-operator crd`; do not edit (a test fails when it drifts).\n---\n{yaml}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn crd_names_and_subresources_match_the_interface() {
+        let crd = crd();
+        assert_eq!(crd.metadata.name.as_deref(), Some("chatrooms.hubbub.dev"));
+        assert_eq!(crd.spec.group, "hubbub.dev");
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(crd.spec.names.kind, "ChatRoom");
+        assert_eq!(crd.spec.names.plural, "chatrooms");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["room".to_string()]));
+        let v = &crd.spec.versions[0];
+        assert_eq!(v.name, "v1alpha1");
+        let sub = v.subresources.as_ref().expect("subresources");
+        assert!(sub.status.is_some());
+        let scale = sub.scale.as_ref().expect("scale");
+        assert_eq!(scale.spec_replicas_path, ".spec.replicas");
+        assert_eq!(scale.status_replicas_path, ".status.replicas");
+        assert_eq!(
+            scale.label_selector_path.as_deref(),
+            Some(".status.selector")
+        );
+        let cols: Vec<&str> = v
+            .additional_printer_columns
+            .as_ref()
+            .expect("columns")
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(cols, ["Replicas", "Ready", "Endpoint", "Age"]);
+    }
+
+    #[test]
+    fn schema_has_descriptions_bounds_and_cel_rules() {
+        let crd = serde_json::to_value(crd()).expect("serialise");
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let replicas = &spec["properties"]["replicas"];
+        assert_eq!(replicas["minimum"].as_f64(), Some(1.0));
+        assert_eq!(replicas["maximum"].as_f64(), Some(100.0));
+        assert_eq!(replicas["default"], json!(2));
+        assert!(
+            replicas["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty())
+        );
+        let auto = &spec["properties"]["autoscaling"];
+        assert_eq!(
+            auto["x-kubernetes-validations"][0]["rule"],
+            json!("self.minReplicas <= self.maxReplicas")
+        );
+        assert_eq!(
+            spec["properties"]["service"]["properties"]["type"]["enum"],
+            json!(["ClusterIP", "NodePort", "LoadBalancer"])
+        );
+        // every property of the spec explains itself
+        for (name, prop) in spec["properties"].as_object().expect("properties") {
+            assert!(
+                prop["description"].as_str().is_some_and(|d| !d.is_empty()),
+                "spec.{name} has no description"
+            );
+        }
+    }
+
+    #[test]
+    fn spec_defaults_apply_when_fields_are_absent() {
+        let room: ChatRoom = serde_yaml_ng::from_str(
+            "apiVersion: hubbub.dev/v1alpha1\nkind: ChatRoom\nmetadata: {name: lobby}\nspec: {}\n",
+        )
+        .expect("parse");
+        assert_eq!(room.spec.replicas, 2);
+        assert_eq!(room.spec.history, HistorySpec::default());
+        assert_eq!(room.spec.shutdown_grace_seconds, 10);
+        assert_eq!(room.spec.service.type_, ServiceType::ClusterIP);
+        assert!(room.spec.ingress.is_none() && room.spec.autoscaling.is_none());
+    }
+
+    #[test]
+    fn crd_yaml_round_trips() {
+        let yaml = crd_yaml().expect("yaml");
+        let back: CustomResourceDefinition = serde_yaml_ng::from_str(&yaml).expect("parse back");
+        assert_eq!(back, crd());
+    }
+}

@@ -1,0 +1,138 @@
+//! Packet data between JSON (with binary attachments, Socket.IO's own model) and
+//! MessagePack (what the Node adapter publishes), both ways.
+
+use super::*;
+
+/// A JSON value whose binary parts were taken out as attachments (Socket.IO's own model).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Payload {
+    /// The value, with `{"_placeholder":true,"num":N}` where attachment N was.
+    pub value: Json,
+    /// The binary parts, in placeholder order.
+    pub attachments: Vec<Bytes>,
+}
+
+impl Payload {
+    /// A payload without binary parts.
+    pub fn json(value: Json) -> Self {
+        Self {
+            value,
+            attachments: Vec::new(),
+        }
+    }
+
+    /// Converts a MessagePack value: `bin` become attachments, map keys become strings,
+    /// floats that are not finite become `null` (as `JSON.stringify` does), extension types
+    /// (notepack's `undefined`, dates) become `null`.
+    pub fn from_msgpack(value: Mp) -> Self {
+        let mut attachments = Vec::new();
+        let value = mp_to_json(value, &mut attachments);
+        Self { value, attachments }
+    }
+
+    /// Converts to MessagePack, putting attachments back where their placeholders are.
+    /// Integral numbers are written as the smallest integer type and others as float 64,
+    /// exactly like the Node adapter's encoder (notepack.io).
+    pub fn to_msgpack(&self) -> Mp {
+        json_to_mp(&self.value, &self.attachments)
+    }
+}
+
+pub(super) fn placeholder(num: usize) -> Json {
+    let mut m = Map::with_capacity(2);
+    m.insert("_placeholder".into(), Json::Bool(true));
+    m.insert("num".into(), Json::from(num));
+    Json::Object(m)
+}
+
+pub(super) fn placeholder_num(map: &Map<String, Json>) -> Option<usize> {
+    if map.len() == 2 && map.get("_placeholder") == Some(&Json::Bool(true)) {
+        map.get("num")?.as_u64().map(|n| n as usize)
+    } else {
+        None
+    }
+}
+
+pub(super) fn mp_to_json(value: Mp, attachments: &mut Vec<Bytes>) -> Json {
+    match value {
+        Mp::Nil => Json::Null,
+        Mp::Boolean(b) => Json::Bool(b),
+        Mp::Integer(i) => match (i.as_u64(), i.as_i64()) {
+            (Some(u), _) => Json::from(u),
+            (None, Some(s)) => Json::from(s),
+            (None, None) => Json::Null,
+        },
+        Mp::F32(f) => Number::from_f64(f64::from(f)).map_or(Json::Null, Json::Number),
+        Mp::F64(f) => Number::from_f64(f).map_or(Json::Null, Json::Number),
+        Mp::String(s) => Json::String(utf8_lossy(s)),
+        Mp::Binary(b) => {
+            attachments.push(Bytes::from(b));
+            placeholder(attachments.len() - 1)
+        }
+        Mp::Array(items) => Json::Array(
+            items
+                .into_iter()
+                .map(|v| mp_to_json(v, attachments))
+                .collect(),
+        ),
+        Mp::Map(entries) => {
+            let mut m = Map::with_capacity(entries.len());
+            for (k, v) in entries {
+                m.insert(key_string(k), mp_to_json(v, attachments));
+            }
+            Json::Object(m)
+        }
+        Mp::Ext(_, _) => Json::Null,
+    }
+}
+
+pub(super) fn key_string(key: Mp) -> String {
+    match key {
+        Mp::String(s) => utf8_lossy(s),
+        Mp::Integer(i) => i.to_string(),
+        Mp::Boolean(b) => b.to_string(),
+        Mp::Nil => "null".into(),
+        other => other.to_string(),
+    }
+}
+
+pub(super) fn json_to_mp(value: &Json, attachments: &[Bytes]) -> Mp {
+    match value {
+        Json::Null => Mp::Nil,
+        Json::Bool(b) => Mp::Boolean(*b),
+        Json::Number(n) => number_to_mp(n),
+        Json::String(s) => Mp::from(s.as_str()),
+        Json::Array(items) => Mp::Array(items.iter().map(|v| json_to_mp(v, attachments)).collect()),
+        Json::Object(map) => {
+            if let Some(num) = placeholder_num(map)
+                && let Some(blob) = attachments.get(num)
+            {
+                return Mp::Binary(blob.to_vec());
+            }
+            Mp::Map(
+                map.iter()
+                    .map(|(k, v)| (Mp::from(k.as_str()), json_to_mp(v, attachments)))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// JavaScript has one number type; notepack.io writes integral values as integers.
+pub(super) fn number_to_mp(n: &Number) -> Mp {
+    if let Some(u) = n.as_u64() {
+        return Mp::from(u);
+    }
+    if let Some(i) = n.as_i64() {
+        return Mp::from(i);
+    }
+    let f = n.as_f64().unwrap_or(0.0);
+    // 2^63: beyond it an integral float no longer fits the integer types.
+    if f.fract() == 0.0 && f.abs() < 9.223_372_036_854_776e18 {
+        if f >= 0.0 {
+            return Mp::from(f as u64);
+        }
+        return Mp::from(f as i64);
+    }
+    Mp::F64(f)
+}

@@ -1,0 +1,396 @@
+//! Server settings: every field is a command-line flag and an environment
+//! variable `HUBBUB_<NAME>`, documented here with its default, and checked by
+//! [`ServerConfig::validate`] so that a bad value stops the program at start-up
+//! with a message naming the setting and the accepted range.
+//!
+//! This module does no I/O; `src/main.rs` parses, validates and
+//! hands the result to `server::run`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+pub use hubbub_telemetry::LogFormat;
+
+/// A setting whose value is outside what hubbub accepts.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid setting {setting} (HUBBUB_{env}): {reason}")]
+pub struct ConfigError {
+    /// The flag name, e.g. `--history-size`.
+    pub setting: &'static str,
+    /// The environment variable suffix, e.g. `HISTORY_SIZE`.
+    pub env: &'static str,
+    /// What is accepted.
+    pub reason: String,
+}
+
+/// Every setting of `hubbub-server`.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "hubbub-server",
+    version,
+    about = "hubbub: real-time chat over Socket.IO"
+)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    #[arg(long, env = "HUBBUB_BIND", default_value = "0.0.0.0:8080")]
+    pub bind: SocketAddr,
+
+    /// Path of the Socket.IO endpoint (must start and end with `/`).
+    #[arg(long, env = "HUBBUB_PATH", default_value = "/socket.io/")]
+    pub path: String,
+
+    /// Milliseconds between server pings (Engine.IO pingInterval), 100..=600000.
+    #[arg(long, env = "HUBBUB_PING_INTERVAL_MS", default_value_t = 25_000)]
+    pub ping_interval_ms: u64,
+
+    /// Milliseconds a client has to answer a ping before it is disconnected (pingTimeout), 100..=600000.
+    #[arg(long, env = "HUBBUB_PING_TIMEOUT_MS", default_value_t = 20_000)]
+    pub ping_timeout_ms: u64,
+
+    /// Largest accepted HTTP body or WebSocket message in bytes (maxPayload), 1024..=100000000.
+    #[arg(long, env = "HUBBUB_MAX_PAYLOAD", default_value_t = 1_000_000)]
+    pub max_payload: usize,
+
+    /// Milliseconds a polling-to-WebSocket upgrade may take before the probe socket is dropped, 100..=600000.
+    #[arg(long, env = "HUBBUB_UPGRADE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub upgrade_timeout_ms: u64,
+
+    /// Milliseconds a new connection has to send its Socket.IO CONNECT, 100..=600000.
+    #[arg(long, env = "HUBBUB_CONNECT_TIMEOUT_MS", default_value_t = 45_000)]
+    pub connect_timeout_ms: u64,
+
+    /// Packets queued for one client before it is disconnected as too slow, 16..=1000000.
+    #[arg(long, env = "HUBBUB_OUTBOUND_QUEUE", default_value_t = 1024)]
+    pub outbound_queue: usize,
+
+    /// Most client connections (Engine.IO sessions) open at once; new ones beyond it get 503. 0: no limit.
+    #[arg(long, env = "HUBBUB_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// Origins allowed to connect (comma-separated exact origins such as
+    /// `https://chat.example.com`, or `*` for any). Empty: same origin only.
+    #[arg(long, env = "HUBBUB_CORS_ORIGINS", value_delimiter = ',', num_args = 0..)]
+    pub cors_origins: Vec<String>,
+
+    /// Welcome text sent to every new connection as `messages {"hello": ...}`; empty disables it.
+    #[arg(long, env = "HUBBUB_WELCOME", default_value = "Hello World")]
+    pub welcome: String,
+
+    /// Chat messages kept and replayed on join, 1..=1000.
+    #[arg(long, env = "HUBBUB_HISTORY_SIZE", default_value_t = 10)]
+    pub history_size: usize,
+
+    /// Questions kept and replayed to newcomers, 1..=1000.
+    #[arg(long, env = "HUBBUB_QUESTION_HISTORY", default_value_t = 20)]
+    pub question_history: usize,
+
+    /// Largest chat message, question, answer in bytes (UTF-8), 1..=65536.
+    #[arg(long, env = "HUBBUB_MAX_MESSAGE_BYTES", default_value_t = 4096)]
+    pub max_message_bytes: usize,
+
+    /// Sustained events per second allowed per connection (token bucket rate), 1..=100000.
+    #[arg(long, env = "HUBBUB_RATE_LIMIT", default_value_t = 20)]
+    pub rate_limit: u32,
+
+    /// Events a connection may send in a burst (token bucket size), >= rate-limit, <= 1000000.
+    #[arg(long, env = "HUBBUB_RATE_BURST", default_value_t = 40)]
+    pub rate_burst: u32,
+
+    /// Seconds to drain connections on SIGTERM/SIGINT before exiting, 0..=3600.
+    #[arg(long, env = "HUBBUB_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+
+    /// Milliseconds to keep serving after SIGTERM/SIGINT, with `/readyz` at 503 and new
+    /// sessions refused, before clients are disconnected (lets load balancers notice), 0..=60000.
+    #[arg(long, env = "HUBBUB_SHUTDOWN_DELAY_MS", default_value_t = 0)]
+    pub shutdown_delay_ms: u64,
+
+    /// Redis URL (`redis://[:password@]host:port/db` or `rediss://...`). Unset: one node, in-memory state.
+    #[arg(long, env = "HUBBUB_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Redis password, when it is not in the URL.
+    #[arg(long, env = "HUBBUB_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
+
+    /// Channel prefix for cross-replica broadcast (the Node `@socket.io/redis-adapter` `key`).
+    #[arg(long, env = "HUBBUB_REDIS_CHANNEL_PREFIX", default_value = "socket.io")]
+    pub redis_channel_prefix: String,
+
+    /// Prefix of the keys that hold history, questions and presence.
+    #[arg(long, env = "HUBBUB_REDIS_KEY_PREFIX", default_value = "hubbub")]
+    pub redis_key_prefix: String,
+
+    /// Seconds between presence heartbeats of this replica, 1..=300.
+    #[arg(long, env = "HUBBUB_PRESENCE_HEARTBEAT_SECS", default_value_t = 5)]
+    pub presence_heartbeat_secs: u64,
+
+    /// Seconds after which a silent replica's users vanish from presence, > heartbeat, <= 3600.
+    #[arg(long, env = "HUBBUB_PRESENCE_TTL_SECS", default_value_t = 15)]
+    pub presence_ttl_secs: u64,
+
+    /// Log filter in tracing syntax, e.g. `info` or `hubbub=debug,actix_web=info`.
+    #[arg(long = "log", env = "HUBBUB_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log format.
+    #[arg(long, env = "HUBBUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+fn range<T: PartialOrd + std::fmt::Display + Copy>(
+    value: T,
+    lo: T,
+    hi: T,
+    setting: &'static str,
+    env: &'static str,
+) -> Result<(), ConfigError> {
+    if value < lo || value > hi {
+        return Err(ConfigError {
+            setting,
+            env,
+            reason: format!("{value} is outside {lo}..={hi}"),
+        });
+    }
+    Ok(())
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        // unwrap: parsing no arguments only uses the defaults above, which are valid.
+        ServerConfig::try_parse_from(["hubbub-server"]).expect("defaults parse")
+    }
+}
+
+impl ServerConfig {
+    /// The Redis link's settings, or `None` when `--redis-url` is unset (in-memory mode).
+    pub fn redis_settings(&self) -> Option<hubbub_redis::link::RedisSettings> {
+        let url = self.redis_url.as_ref()?;
+        let mut s = hubbub_redis::link::RedisSettings::new(url.clone());
+        s.password = self.redis_password.clone().filter(|p| !p.is_empty());
+        s.channel_prefix = self.redis_channel_prefix.clone();
+        s.key_prefix = self.redis_key_prefix.clone();
+        Some(s)
+    }
+
+    /// Checks every setting against its documented range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.path.starts_with('/') || !self.path.ends_with('/') || self.path.len() < 2 {
+            return Err(ConfigError {
+                setting: "--path",
+                env: "PATH",
+                reason: format!(
+                    "{:?} must start and end with '/', e.g. /socket.io/",
+                    self.path
+                ),
+            });
+        }
+        range(
+            self.ping_interval_ms,
+            100,
+            600_000,
+            "--ping-interval-ms",
+            "PING_INTERVAL_MS",
+        )?;
+        range(
+            self.ping_timeout_ms,
+            100,
+            600_000,
+            "--ping-timeout-ms",
+            "PING_TIMEOUT_MS",
+        )?;
+        range(
+            self.max_payload,
+            1024,
+            100_000_000,
+            "--max-payload",
+            "MAX_PAYLOAD",
+        )?;
+        range(
+            self.upgrade_timeout_ms,
+            100,
+            600_000,
+            "--upgrade-timeout-ms",
+            "UPGRADE_TIMEOUT_MS",
+        )?;
+        range(
+            self.connect_timeout_ms,
+            100,
+            600_000,
+            "--connect-timeout-ms",
+            "CONNECT_TIMEOUT_MS",
+        )?;
+        range(
+            self.outbound_queue,
+            16,
+            1_000_000,
+            "--outbound-queue",
+            "OUTBOUND_QUEUE",
+        )?;
+        range(self.history_size, 1, 1000, "--history-size", "HISTORY_SIZE")?;
+        range(
+            self.question_history,
+            1,
+            1000,
+            "--question-history",
+            "QUESTION_HISTORY",
+        )?;
+        range(
+            self.max_message_bytes,
+            1,
+            65_536,
+            "--max-message-bytes",
+            "MAX_MESSAGE_BYTES",
+        )?;
+        range(self.rate_limit, 1, 100_000, "--rate-limit", "RATE_LIMIT")?;
+        range(
+            self.rate_burst,
+            self.rate_limit,
+            1_000_000,
+            "--rate-burst",
+            "RATE_BURST",
+        )?;
+        range(
+            self.shutdown_grace_secs,
+            0,
+            3600,
+            "--shutdown-grace-secs",
+            "SHUTDOWN_GRACE_SECS",
+        )?;
+        range(
+            self.presence_heartbeat_secs,
+            1,
+            300,
+            "--presence-heartbeat-secs",
+            "PRESENCE_HEARTBEAT_SECS",
+        )?;
+        range(
+            self.presence_ttl_secs,
+            self.presence_heartbeat_secs + 1,
+            3600,
+            "--presence-ttl-secs",
+            "PRESENCE_TTL_SECS",
+        )?;
+        for origin in &self.cors_origins {
+            let ok = origin == "*"
+                || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                    && !origin.ends_with('/'));
+            if !ok {
+                return Err(ConfigError {
+                    setting: "--cors-origins",
+                    env: "CORS_ORIGINS",
+                    reason: format!(
+                        "{origin:?} is not an origin: use scheme://host[:port] without a path, or *"
+                    ),
+                });
+            }
+        }
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(ConfigError {
+                setting: "--redis-url",
+                env: "REDIS_URL",
+                reason: "must start with redis:// or rediss://".into(),
+            });
+        }
+        if self.redis_channel_prefix.is_empty() || self.redis_key_prefix.is_empty() {
+            return Err(ConfigError {
+                setting: "--redis-channel-prefix/--redis-key-prefix",
+                env: "REDIS_CHANNEL_PREFIX/REDIS_KEY_PREFIX",
+                reason: "must not be empty".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The Engine.IO ping interval.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+
+    /// The Engine.IO ping timeout.
+    pub fn ping_timeout(&self) -> Duration {
+        Duration::from_millis(self.ping_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> ServerConfig {
+        let mut all = vec!["hubbub-server"];
+        all.extend_from_slice(args);
+        ServerConfig::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let c = ServerConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.bind.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.ping_interval_ms, 25_000);
+        assert_eq!(c.ping_timeout_ms, 20_000);
+        assert_eq!(c.max_payload, 1_000_000);
+        assert_eq!(c.history_size, 10);
+        assert_eq!(c.question_history, 20);
+        assert!(c.cors_origins.is_empty());
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_setting() {
+        let e = parse(&["--history-size", "0"]).validate().unwrap_err();
+        assert_eq!(e.setting, "--history-size");
+        assert!(e.to_string().contains("HUBBUB_HISTORY_SIZE"), "{e}");
+        assert!(e.to_string().contains("1..=1000"), "{e}");
+        let e = parse(&["--rate-limit", "50", "--rate-burst", "10"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "--rate-burst");
+        let e = parse(&["--cors-origins", "example.com"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "--cors-origins");
+        let e = parse(&["--path", "socket"]).validate().unwrap_err();
+        assert_eq!(e.setting, "--path");
+        let e = parse(&["--redis-url", "http://x"]).validate().unwrap_err();
+        assert_eq!(e.setting, "--redis-url");
+    }
+
+    #[test]
+    fn cors_origins_split_on_commas() {
+        let c = parse(&["--cors-origins", "https://a.example,http://localhost:3000"]);
+        c.validate().unwrap();
+        assert_eq!(
+            c.cors_origins,
+            vec!["https://a.example", "http://localhost:3000"]
+        );
+    }
+
+    #[test]
+    fn redis_settings_come_from_the_flags() {
+        let c = parse(&[
+            "--redis-url",
+            "redis://127.0.0.1:6390/2",
+            "--redis-password",
+            "s3cret",
+            "--redis-channel-prefix",
+            "chat",
+        ]);
+        let s = c.redis_settings().unwrap();
+        assert_eq!(s.url, "redis://127.0.0.1:6390/2");
+        assert_eq!(s.password.as_deref(), Some("s3cret"));
+        assert_eq!(s.channel_prefix, "chat");
+        assert_eq!(s.key_prefix, "hubbub");
+        assert!(ServerConfig::default().redis_settings().is_none());
+        assert!(
+            parse(&["--redis-url", "redis://x:1", "--redis-password", ""])
+                .redis_settings()
+                .unwrap()
+                .password
+                .is_none()
+        );
+    }
+}

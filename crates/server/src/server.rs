@@ -1,0 +1,234 @@
+//! Wiring of the server: store and adapter (in-memory, or Redis when
+//! configured), the Socket.IO server with the chat application, the Engine.IO
+//! endpoint, the HTTP server, and graceful shutdown.
+//!
+//! Shutdown on SIGTERM or SIGINT: `/readyz` turns 503 at once, new sessions
+//! are refused, every client is sent a close so that it reconnects (to another
+//! replica), queued writes are flushed, and the process returns within the
+//! grace period.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::App;
+
+use crate::chat::store::{MemoryStore, Store, StoreLimits};
+use crate::chat::store_redis::{PresenceSettings, RedisStore};
+use crate::chat::{Chat, ChatSettings};
+use crate::config::ServerConfig;
+use crate::http::{self, AppState, Health};
+use crate::metrics::Metrics;
+use hubbub_engineio::serve::{self, Mounts, ServeOptions};
+use hubbub_engineio::{CloseReason, Engine, EngineConfig, OriginPolicy};
+use hubbub_redis::adapter::RedisAdapter;
+use hubbub_redis::link::RedisLink;
+use hubbub_socketio::{Adapter, Io, IoConfig, IoHandler, MemoryAdapter};
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("http server failed: {0}")]
+    Http(#[from] std::io::Error),
+    /// The Redis back end could not be set up.
+    #[error("redis: {0}")]
+    Redis(String),
+}
+
+/// The Engine.IO settings from the server configuration.
+pub fn engine_config(config: &ServerConfig) -> EngineConfig {
+    EngineConfig {
+        ping_interval: config.ping_interval(),
+        ping_timeout: config.ping_timeout(),
+        max_payload: config.max_payload,
+        upgrade_timeout: Duration::from_millis(config.upgrade_timeout_ms),
+        outbound_queue: config.outbound_queue,
+        max_sessions: config.max_connections,
+        origins: OriginPolicy::from_list(&config.cors_origins),
+    }
+}
+
+/// The storage and broadcast back ends for this configuration, and the Redis handles to
+/// withdraw presence and close connections at shutdown (when Redis is configured).
+async fn backends(
+    config: &ServerConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<(Arc<dyn Store>, Arc<dyn Adapter>, Option<RedisBackend>), ServerError> {
+    let limits = StoreLimits {
+        history_size: config.history_size,
+        question_history: config.question_history,
+    };
+    let Some(settings) = config.redis_settings() else {
+        return Ok((
+            Arc::new(MemoryStore::new(limits)),
+            Arc::new(MemoryAdapter),
+            None,
+        ));
+    };
+    // Starts connecting in the background: the server starts and /readyz is 503 until
+    // Redis answers (retried with capped exponential back-off).
+    let link = RedisLink::start(settings, &metrics.registry)
+        .map_err(|e| ServerError::Redis(e.to_string()))?;
+    let presence = PresenceSettings {
+        heartbeat: Duration::from_secs(config.presence_heartbeat_secs),
+        ttl: Duration::from_secs(config.presence_ttl_secs),
+    };
+    let store = RedisStore::new(link.clone(), limits, presence);
+    store.start_heartbeat();
+    let adapter = RedisAdapter::new(link.clone());
+    Ok((store.clone(), adapter, Some(RedisBackend { store, link })))
+}
+
+/// What shutdown needs of the Redis back end.
+struct RedisBackend {
+    store: Arc<RedisStore>,
+    link: RedisLink,
+}
+
+/// Runs the server until SIGTERM/SIGINT, then drains and returns.
+pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Health::new();
+    let (store, adapter, redis) = backends(&config, &metrics).await?;
+    {
+        let store = store.clone();
+        health.add_check("store", move || store.is_ready());
+    }
+    if let Some(redis) = &redis {
+        // Both Redis connections up and every subscription in place.
+        let link = redis.link.clone();
+        health.add_check("redis", move || link.is_ready());
+    }
+    let io = Io::new(
+        IoConfig {
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            max_attachment_bytes: config.max_payload,
+        },
+        adapter,
+        Arc::new(metrics.socket.clone()),
+    );
+    let settings = ChatSettings {
+        welcome: config.welcome.clone(),
+        max_message_bytes: config.max_message_bytes,
+        rate_limit: config.rate_limit,
+        rate_burst: config.rate_burst,
+    };
+    Chat::new(store, settings, metrics.chat.clone()).register(&io);
+    let engine = Engine::new(
+        engine_config(&config),
+        Arc::new(IoHandler(io)),
+        Arc::new(metrics.engine.clone()),
+    );
+    let state = AppState {
+        engine: engine.clone(),
+        metrics,
+        health: health.clone(),
+        path: config.path.clone(),
+    };
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let mounts = Mounts::new(config.path.clone(), engine.clone());
+    let options = ServeOptions {
+        shutdown_timeout_secs: config.shutdown_grace_secs.max(1),
+        ..ServeOptions::default()
+    };
+    let listener = serve::listener(config.bind).map_err(|source| ServerError::Bind {
+        addr: config.bind,
+        source,
+    })?;
+    let addr = listener.local_addr().unwrap_or(config.bind);
+    let server = serve::server(vec![listener], mounts, &options, move || {
+        App::new().configure(http::routes(state.clone()))
+    })?;
+    tracing::info!(%addr, path = %config.path, "hubbub-server listening");
+    let handle = server.handle();
+    let mut running = tokio::spawn(server);
+
+    tokio::select! {
+        result = &mut running => {
+            return match result {
+                Ok(r) => r.map_err(ServerError::Http),
+                Err(e) => Err(ServerError::Http(std::io::Error::other(e))),
+            };
+        }
+        signal = shutdown_signal() => {
+            health.set_draining();
+            engine.stop_accepting();
+            // Logged after the switch, so that whoever waits for this line knows
+            // that /readyz already answers 503 and new sessions are refused.
+            tracing::info!(signal, grace_secs = grace.as_secs(), "shutting down");
+        }
+    }
+
+    let deadline = tokio::time::Instant::now() + grace;
+    if config.shutdown_delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(config.shutdown_delay_ms)).await;
+    }
+    let sessions = engine.close_all(CloseReason::Shutdown);
+    tracing::info!(sessions, "closing client sessions");
+    if tokio::time::timeout_at(deadline, engine.wait_empty())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = engine.session_count(),
+            "grace period over with sessions left"
+        );
+    }
+    // WebSocket connections write their last frames and close on their own;
+    // the HTTP server's stop does not wait for them.
+    if tokio::time::timeout_at(deadline, engine.wait_connections())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = engine.connection_count(),
+            "grace period over with WebSocket connections left"
+        );
+    }
+    // In-flight HTTP requests get what is left of the grace period.
+    handle.stop(true).await;
+    let _ = running.await;
+    if let Some(redis) = redis {
+        // Users of this replica leave presence now rather than when the TTL runs out.
+        if let Err(error) = redis.store.withdraw().await {
+            tracing::warn!(%error, "presence not withdrawn");
+        }
+        redis.link.shutdown().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT with the signal's name.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}

@@ -1,0 +1,297 @@
+//! One Socket.IO socket: a client's membership in one namespace. Handlers get
+//! an `Arc<Socket>` to emit, wait for acks, join and leave rooms, broadcast to
+//! others, keep per-socket data and disconnect.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde_json::Value;
+use smallvec::SmallVec;
+
+use super::ack::{AckError, AckResponse, PendingAcks};
+use super::broadcast::{BroadcastOperator, BroadcastOptions, event_frames};
+use super::namespace::Namespace;
+use super::packet::{self, PacketType};
+use super::rooms::Room;
+use super::{Client, Sid};
+use hubbub_engineio::{CloseReason, Frame, SendError, Session};
+
+/// Why a socket left its namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client sent a DISCONNECT for the namespace.
+    ClientNamespaceDisconnect,
+    /// The server disconnected the socket.
+    ServerNamespaceDisconnect,
+    /// The underlying connection ended.
+    Transport(CloseReason),
+}
+
+/// An event received from a client.
+#[derive(Debug)]
+pub struct Event {
+    /// The event name.
+    pub name: String,
+    /// The arguments after the name (binary values as placeholders).
+    pub args: Vec<Value>,
+    /// Binary attachments, in placeholder order.
+    pub binary: Vec<Bytes>,
+    /// Present when the client asked for an ack.
+    pub ack: Option<super::ack::AckSender>,
+}
+
+/// Why an emit failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError {
+    /// The socket is no longer connected.
+    #[error("socket disconnected")]
+    Disconnected,
+    /// The client's queue was full; it has been disconnected.
+    #[error("client too slow; disconnected")]
+    Overflow,
+}
+
+impl From<SendError> for EmitError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Overflow => EmitError::Overflow,
+        }
+    }
+}
+
+/// Typed per-socket data for handlers (`socket.extensions().insert(Nick(..))`).
+#[derive(Default)]
+pub struct Extensions {
+    map: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl Extensions {
+    /// Stores a value, replacing one of the same type.
+    pub fn insert<T: Any + Send + Sync>(&self, value: T) {
+        self.map.lock().insert(TypeId::of::<T>(), Arc::new(value));
+    }
+
+    /// The value of type `T`, if any.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let v = self.map.lock().get(&TypeId::of::<T>()).cloned()?;
+        v.downcast::<T>().ok()
+    }
+
+    /// Removes the value of type `T`.
+    pub fn remove<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let v = self.map.lock().remove(&TypeId::of::<T>())?;
+        v.downcast::<T>().ok()
+    }
+}
+
+/// A client's socket in one namespace.
+pub struct Socket {
+    id: Sid,
+    ns: Arc<Namespace>,
+    session: Arc<Session>,
+    client: Weak<Client>,
+    auth: Value,
+    connected: AtomicBool,
+    rooms: Mutex<SmallVec<[Room; 2]>>,
+    acks: Mutex<PendingAcks>,
+    extensions: Extensions,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.id)
+            .field("ns", &self.ns.name())
+            .finish()
+    }
+}
+
+impl Socket {
+    pub(crate) fn new(
+        ns: Arc<Namespace>,
+        session: Arc<Session>,
+        client: Weak<Client>,
+        auth: Value,
+    ) -> Arc<Socket> {
+        Arc::new(Socket {
+            id: hubbub_engineio::session::random_id(),
+            ns,
+            session,
+            client,
+            auth,
+            connected: AtomicBool::new(false),
+            rooms: Mutex::new(SmallVec::new()),
+            acks: Mutex::new(PendingAcks::default()),
+            extensions: Extensions::default(),
+        })
+    }
+
+    /// The socket id (different from the Engine.IO session id).
+    pub fn id(&self) -> &Sid {
+        &self.id
+    }
+
+    /// The namespace.
+    pub fn ns(&self) -> &Arc<Namespace> {
+        &self.ns
+    }
+
+    /// The CONNECT payload the client sent (`{}` when none).
+    pub fn auth(&self) -> &Value {
+        &self.auth
+    }
+
+    /// The Engine.IO session id of the underlying connection.
+    pub fn session_id(&self) -> &Sid {
+        self.session.sid()
+    }
+
+    /// Whether the socket is still connected.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_connected(&self) {
+        self.connected.store(true, Ordering::Release);
+    }
+
+    /// Per-socket data.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    pub(crate) fn send_frames(&self, frames: SmallVec<[Frame; 1]>) -> Result<(), EmitError> {
+        if !self.connected() {
+            return Err(EmitError::Disconnected);
+        }
+        if frames.len() == 1 {
+            // unwrap-free fast path for the common, attachment-less packet.
+            let Some(frame) = frames.into_iter().next() else {
+                return Ok(());
+            };
+            return Ok(self.session.send(frame)?);
+        }
+        Ok(self.session.send_all(frames.into_iter())?)
+    }
+
+    /// Emits an event to this client.
+    pub fn emit(&self, event: &str, args: &[Value]) -> Result<(), EmitError> {
+        self.send_frames(event_frames(self.ns.name(), event, args, &[], None))
+    }
+
+    /// Emits an event whose arguments reference binary attachments.
+    pub fn emit_binary(
+        &self,
+        event: &str,
+        args: &[Value],
+        binary: &[Bytes],
+    ) -> Result<(), EmitError> {
+        self.send_frames(event_frames(self.ns.name(), event, args, binary, None))
+    }
+
+    /// Emits an event and waits up to `timeout` for the client's ack.
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        args: &[Value],
+        timeout: Duration,
+    ) -> Result<AckResponse, AckError> {
+        let (id, rx) = self.acks.lock().register();
+        if self
+            .send_frames(event_frames(self.ns.name(), event, args, &[], Some(id)))
+            .is_err()
+        {
+            self.acks.lock().forget(id);
+            return Err(AckError::NotSent);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(_)) => Err(AckError::Disconnected),
+            Err(_) => {
+                self.acks.lock().forget(id);
+                Err(AckError::Timeout)
+            }
+        }
+    }
+
+    pub(crate) fn on_ack(&self, id: u64, response: AckResponse) {
+        if !self.acks.lock().resolve(id, response) {
+            tracing::debug!(socket = %self.id, id, "ack for an unknown id ignored");
+        }
+    }
+
+    /// Joins `room`.
+    pub fn join(&self, room: impl Into<Room>) {
+        let room = room.into();
+        let mut rooms = self.rooms.lock();
+        if !rooms.contains(&room) {
+            self.ns.index_join(&room, &self.id);
+            rooms.push(room);
+        }
+    }
+
+    /// Leaves `room`.
+    pub fn leave(&self, room: &str) {
+        let mut rooms = self.rooms.lock();
+        if let Some(pos) = rooms.iter().position(|r| &**r == room) {
+            rooms.swap_remove(pos);
+            self.ns.index_leave(room, &self.id);
+        }
+    }
+
+    /// The rooms this socket is in, its own id first.
+    pub fn rooms(&self) -> Vec<Room> {
+        let mut all = vec![self.id.clone()];
+        all.extend(self.rooms.lock().iter().cloned());
+        all
+    }
+
+    /// Whether the socket is in `room` (its own id included).
+    pub fn in_room(&self, room: &str) -> bool {
+        &*self.id == room || self.rooms.lock().iter().any(|r| &**r == room)
+    }
+
+    /// A broadcast to everyone in the namespace but this socket.
+    pub fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.ns.clone(), BroadcastOptions::default()).except(self.id.clone())
+    }
+
+    /// A broadcast to `room`, without this socket.
+    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.broadcast().to(room)
+    }
+
+    /// Disconnects this socket from its namespace (the client gets a DISCONNECT packet).
+    pub fn disconnect(&self) {
+        if !self.connected() {
+            return;
+        }
+        let text =
+            packet::encode_message::<Value>(PacketType::Disconnect, 0, self.ns.name(), None, None);
+        let _ = self.session.send(Frame::Text(text.into()));
+        if let Some(client) = self.client.upgrade() {
+            client.forget_socket(self.ns.name());
+        }
+        self.on_disconnect(DisconnectReason::ServerNamespaceDisconnect);
+    }
+
+    /// Closes the whole underlying connection (every namespace of this client).
+    pub fn close_connection(&self) {
+        self.session.close(CloseReason::ServerClose);
+    }
+
+    /// Cleans up after the socket left; runs the namespace's disconnect handler once.
+    pub(crate) fn on_disconnect(&self, reason: DisconnectReason) {
+        if !self.connected.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        self.acks.lock().clear();
+        let rooms = std::mem::take(&mut *self.rooms.lock());
+        self.ns.remove_socket(self, &rooms, reason);
+    }
+}
