@@ -10,7 +10,11 @@
 //! - [`forward`]: [`forward::RedisOwnerDirectory`], where each replica can be reached, for
 //!   `hubbub_engineio::forward` (serving another replica's sessions without sticky sessions).
 //!
-//! This module knows nothing of the chat application.
+//! Crate rules: builds on `hubbub-socketio` (the `Adapter` seam) and knows nothing of the chat
+//! application; the chat's Redis store (`hubbub_server::chat::store_redis`) uses the
+//! [`link::RedisLink`] from here, so every Redis connection of a replica lives in this crate.
+//! `link.rs` is the largest file (about 770 lines): the connection, publisher, dispatcher
+//! and watcher tasks share one `Inner` state and are kept together on purpose.
 
 pub mod adapter;
 pub mod forward;
