@@ -38,9 +38,6 @@ PENDING_METRICS = {
     "hubbub_recovery_attempts_total",
     "hubbub_recovery_total",
     "hubbub_recovery_replayed_events_total",
-    "hubbub_forwarded_requests_total",
-    "hubbub_forward_failures_total",
-    "hubbub_forward_duration_seconds_bucket",
 }
 # Series Prometheus itself makes for every target (not in any /metrics output).
 PROMETHEUS_SERIES = {"up"}
