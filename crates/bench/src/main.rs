@@ -1,4 +1,4 @@
-//! `hubbub-bench`: a Socket.IO v5 load tool (fan-out, connect-storm, idle).
+//! `hubbub-bench`: a Socket.IO v5 load tool (fan-out, connect-storm, idle, polling).
 //! Parses arguments and calls `hubbub_bench`; every run is bounded and only
 //! targets the URLs it is given.
 
@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hubbub_bench::client::Target;
-use hubbub_bench::{fanout, idle, saturate, storm};
+use hubbub_bench::{fanout, idle, polling, saturate, storm};
 
 #[derive(Debug, Parser)]
 #[command(name = "hubbub-bench", version, about = "Socket.IO v5 load tool")]
@@ -132,6 +132,25 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         pids: Vec<u32>,
     },
+    /// HTTP long-polling round trips (POST an acked event, GET until the ack), each session
+    /// opened at --url and then polled through --via (another replica: forwarded).
+    Polling {
+        /// Where each session is opened (http://host:port[/path/]); that replica owns it.
+        #[arg(long, required = true)]
+        url: String,
+        /// Where the session's POSTs and GETs go; default: --url (no forwarding).
+        #[arg(long)]
+        via: Option<String>,
+        /// Clients looping at once.
+        #[arg(long, default_value_t = 10)]
+        clients: usize,
+        /// Seconds of looping.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Server PIDs whose CPU time over the run is reported, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        pids: Vec<u32>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -221,6 +240,28 @@ fn main() -> anyhow::Result<()> {
                     connections,
                     concurrency,
                     connect_timeout,
+                })
+                .await?;
+                (serde_json::to_string_pretty(&r)?, r.table())
+            }
+            Command::Polling {
+                url,
+                via,
+                clients,
+                duration,
+                pids,
+            } => {
+                let url = Target::parse(&url)?;
+                let via = match via {
+                    Some(via) => Target::parse(&via)?,
+                    None => url.clone(),
+                };
+                let r = polling::run(polling::PollingOptions {
+                    url,
+                    via,
+                    clients,
+                    duration: Duration::from_secs(duration),
+                    pids,
                 })
                 .await?;
                 (serde_json::to_string_pretty(&r)?, r.table())

@@ -362,6 +362,23 @@ pub struct ServiceSpec {
     /// Annotations on the Service (e.g. for a cloud load balancer).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+
+    /// Session affinity: `None` (default) lets any replica serve any request of any
+    /// session (the replicas forward requests to the one holding the session);
+    /// `ClientIP` keeps a client on one pod anyway (Service `sessionAffinity: ClientIP`,
+    /// and ingress-nginx cookie affinity on the Ingress).
+    #[serde(default)]
+    pub session_affinity: SessionAffinity,
+}
+
+/// Session affinity of the chat Service: `None` (default) or `ClientIP`.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
+pub enum SessionAffinity {
+    /// No affinity: requests are spread over the pods and forwarded to a session's owner.
+    #[default]
+    None,
+    /// A client stays on one pod (by client IP; cookie at the Ingress).
+    ClientIP,
 }
 
 /// Type of the chat Service: `ClusterIP` (default), `NodePort` or `LoadBalancer`.
@@ -406,7 +423,7 @@ pub struct IngressSpec {
     pub tls: Option<IngressTls>,
 
     /// Annotations on the Ingress; they win over the operator's ingress-nginx annotations
-    /// for WebSocket timeouts and cookie affinity.
+    /// for WebSocket timeouts (and cookie affinity with `service.sessionAffinity: ClientIP`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
 }

@@ -19,12 +19,22 @@ pub(super) fn pdb(room: &ChatRoom) -> PodDisruptionBudget {
     }
 }
 
-/// Annotations ingress-nginx needs for long-lived WebSockets and for keeping a
-/// long-polling client on one pod; `spec.ingress.annotations` override them.
+/// Annotations ingress-nginx needs for long-lived WebSockets; `spec.ingress.annotations`
+/// override them.
 pub fn default_ingress_annotations() -> BTreeMap<String, String> {
     [
         ("nginx.ingress.kubernetes.io/proxy-read-timeout", "3600"),
         ("nginx.ingress.kubernetes.io/proxy-send-timeout", "3600"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// ingress-nginx cookie affinity, keeping a client on one pod: only with
+/// `spec.service.sessionAffinity: ClientIP` (the replicas need none, they forward).
+pub fn cookie_affinity_annotations() -> BTreeMap<String, String> {
+    [
         ("nginx.ingress.kubernetes.io/affinity", "cookie"),
         ("nginx.ingress.kubernetes.io/affinity-mode", "persistent"),
         (
@@ -46,6 +56,9 @@ pub(super) fn ingress(room: &ChatRoom) -> Ingress {
     let spec = room.spec.ingress.clone().unwrap_or_default();
     let host = spec.host.clone().unwrap_or_default();
     let mut annotations = default_ingress_annotations();
+    if room.spec.service.session_affinity == SessionAffinity::ClientIP {
+        annotations.extend(cookie_affinity_annotations());
+    }
     annotations.extend(spec.annotations.clone());
     let mut metadata = meta(room, name.clone(), Component::Server);
     metadata.annotations = Some(annotations);

@@ -20,10 +20,11 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
-    HTTPGetAction, Lifecycle, LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, SleepAction,
-    TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+    HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort,
+    ServiceSpec, SleepAction, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -37,14 +38,14 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::crd::ChatRoom;
+use crate::crd::{ChatRoom, SessionAffinity};
 
 mod extras;
 mod redis;
 mod server;
 
-pub use extras::default_ingress_annotations;
 use extras::*;
+pub use extras::{cookie_affinity_annotations, default_ingress_annotations};
 use redis::*;
 use server::*;
 pub use server::{config_hash, server_env};

@@ -23,6 +23,18 @@ pub fn server_env(room: &ChatRoom) -> Vec<EnvVar> {
         ),
     ];
     vars.extend(secret_env("HUBBUB_REDIS_PASSWORD", room));
+    // Where the other replicas forward requests of this pod's sessions: its own IP.
+    vars.push(EnvVar {
+        name: "HUBBUB_ADVERTISE_IP".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "status.podIP".into(),
+                api_version: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    });
     vars.push(env(
         "HUBBUB_HISTORY_SIZE",
         spec.history.messages.to_string(),
@@ -232,8 +244,13 @@ pub(super) fn server_service(room: &ChatRoom) -> Service {
                 protocol: Some("TCP".into()),
                 ..ServicePort::default()
             }]),
-            // HTTP long-polling sessions live in one pod: keep a client on it
-            session_affinity: Some("ClientIP".into()),
+            // Any pod serves any request: the replicas forward a polling request or a
+            // WebSocket upgrade to the pod that holds its session (docs/forwarding.md).
+            // Affinity only when asked for.
+            session_affinity: match spec.session_affinity {
+                SessionAffinity::ClientIP => Some("ClientIP".into()),
+                SessionAffinity::None => None,
+            },
             ..ServiceSpec::default()
         }),
         status: None,

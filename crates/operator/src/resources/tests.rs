@@ -124,6 +124,11 @@ fn deployment_maps_the_spec_to_server_settings() {
     }));
     let env = env_map(&c);
     assert_eq!(env["HUBBUB_BIND"], json!("0.0.0.0:8080"));
+    assert_eq!(
+        env["HUBBUB_ADVERTISE_IP"],
+        json!({"fieldRef": {"fieldPath": "status.podIP"}}),
+        "the pod IP, for the other replicas to forward to"
+    );
     assert_eq!(env["HUBBUB_REDIS_URL"], json!("redis://lobby-redis:6379/0"));
     assert_eq!(
         env["HUBBUB_REDIS_PASSWORD"],
@@ -157,6 +162,7 @@ fn minimal_env_sets_only_defaults_the_server_needs() {
     assert_eq!(
         names,
         [
+            "HUBBUB_ADVERTISE_IP",
             "HUBBUB_BIND",
             "HUBBUB_HISTORY_SIZE",
             "HUBBUB_QUESTION_HISTORY",
@@ -277,12 +283,29 @@ fn scheduling_passthrough_reaches_the_pod() {
 }
 
 #[test]
-fn service_keeps_polling_clients_on_one_pod() {
+fn service_spreads_requests_without_affinity_unless_asked() {
+    let svc = json_of(&build_ok(json!({})).service);
+    assert_eq!(svc["spec"].get("sessionAffinity"), None, "{svc}");
+    let c = build_ok(json!({"service": {"sessionAffinity": "ClientIP"}}));
+    assert_eq!(
+        json_of(&c.service)["spec"]["sessionAffinity"],
+        json!("ClientIP")
+    );
+    let c = build_ok(json!({"service": {"sessionAffinity": "None"}}));
+    assert_eq!(json_of(&c.service)["spec"].get("sessionAffinity"), None);
+    assert!(
+        serde_json::from_value::<crate::crd::ServiceSpec>(json!({"sessionAffinity": "Cookie"}))
+            .is_err(),
+        "only None and ClientIP"
+    );
+}
+
+#[test]
+fn service_has_type_ports_and_annotations() {
     let c =
         build_ok(json!({"service": {"type": "LoadBalancer", "annotations": {"lb": "internal"}}}));
     let svc = json_of(&c.service);
     assert_eq!(svc["spec"]["type"], json!("LoadBalancer"));
-    assert_eq!(svc["spec"]["sessionAffinity"], json!("ClientIP"));
     assert_eq!(
         svc["spec"]["ports"],
         json!([{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}])
@@ -401,7 +424,26 @@ fn ingress_has_host_tls_and_nginx_annotations_that_users_can_override() {
         ann["nginx.ingress.kubernetes.io/proxy-read-timeout"],
         json!("600")
     );
+    assert_eq!(
+        ann.get("nginx.ingress.kubernetes.io/affinity"),
+        None,
+        "no affinity by default"
+    );
+    let c = build_ok(json!({
+        "service": {"sessionAffinity": "ClientIP"},
+        "ingress": {"host": "chat.example.com"}
+    }));
+    let ing = json_of(c.ingress.as_ref().expect("ingress"));
+    let ann = &ing["metadata"]["annotations"];
     assert_eq!(ann["nginx.ingress.kubernetes.io/affinity"], json!("cookie"));
+    assert_eq!(
+        ann["nginx.ingress.kubernetes.io/session-cookie-name"],
+        json!("hubbub-affinity")
+    );
+    assert_eq!(
+        ann["nginx.ingress.kubernetes.io/proxy-read-timeout"],
+        json!("3600")
+    );
 }
 
 #[test]
