@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -45,6 +46,9 @@ pub struct RedisOwnerDirectory {
     ttl: Duration,
     /// Where this replica is reached; set by [`RedisOwnerDirectory::start`].
     address: Mutex<Option<SocketAddr>>,
+    /// Set once the registration has been written: until then the other replicas cannot
+    /// find this one's sessions, so it is not ready for traffic.
+    registered: AtomicBool,
     cache: Mutex<HashMap<String, (SocketAddr, Instant)>>,
 }
 
@@ -69,6 +73,7 @@ impl RedisOwnerDirectory {
             heartbeat,
             ttl,
             address: Mutex::new(None),
+            registered: AtomicBool::new(false),
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -113,6 +118,12 @@ impl RedisOwnerDirectory {
         self.register().await
     }
 
+    /// Whether this replica's address has been registered (a readiness condition: the
+    /// others cannot forward to it before).
+    pub fn is_registered(&self) -> bool {
+        self.registered.load(Ordering::Acquire)
+    }
+
     /// Writes (or refreshes) this replica's registration.
     async fn register(&self) -> Result<(), ClusterError> {
         let Some(address) = *self.address.lock() else {
@@ -131,13 +142,16 @@ impl RedisOwnerDirectory {
                 )
                 .await
             })
-            .await
+            .await?;
+        self.registered.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Removes this replica's registration (graceful shutdown): requests for its sessions
     /// are then answered `Session ID unknown` by the others at once.
     pub async fn withdraw(&self) -> Result<(), ClusterError> {
         *self.address.lock() = None;
+        self.registered.store(false, Ordering::Release);
         let key = self.key(&self.tag);
         self.link
             .call(

@@ -124,6 +124,9 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         // Both Redis connections up and every subscription in place.
         let link = redis.link.clone();
         health.add_check("redis", move || link.is_ready());
+        // Other replicas can forward requests of this one's sessions to it.
+        let owners = redis.owners.clone();
+        health.add_check("forwarding", move || owners.is_registered());
     }
     let io = Io::new(
         IoConfig {

@@ -522,12 +522,17 @@ async fn the_owner_directory_registers_resolves_expires_and_withdraws() {
     let b = RedisOwnerDirectory::new(lb, heartbeat, Duration::from_millis(900));
     assert_ne!(a.local_tag(), b.local_tag());
     let addr: std::net::SocketAddr = "10.0.0.7:8080".parse().unwrap();
+    assert!(!a.is_registered());
     let beating = a.start(addr);
     let found = crate::support::eventually(Duration::from_secs(3), || async {
         b.resolve(a.local_tag()).await == Some(addr)
     })
     .await;
     assert!(found, "b finds a's address");
+    assert!(
+        a.is_registered(),
+        "registered: a replica is ready only then"
+    );
     assert_eq!(b.resolve("nobodyxx").await, None, "an unknown tag");
     // Kept alive past its TTL by the heartbeat (the time passing is what is tested).
     tokio::time::sleep(Duration::from_millis(1500)).await;
