@@ -16,5 +16,6 @@ pub mod adapter;
 pub mod link;
 pub mod metrics;
 pub mod settings;
+pub mod sharded;
 pub mod topology;
 pub mod wire;
