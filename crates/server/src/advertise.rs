@@ -28,6 +28,23 @@ pub fn redis_host_port(url: &str) -> Option<(String, u16)> {
     }
 }
 
+/// A Redis node to find the route towards: the `--redis-url` host, else the first
+/// Sentinel or cluster seed.
+pub fn redis_route_target(config: &crate::config::ServerConfig) -> Option<(String, u16)> {
+    if let Some(url) = &config.redis_url {
+        return redis_host_port(url);
+    }
+    let list = config
+        .redis_sentinels
+        .as_deref()
+        .or(config.redis_cluster_nodes.as_deref())?;
+    let first = hubbub_redis::topology::NodeAddr::parse_list(list)
+        .ok()?
+        .into_iter()
+        .next()?;
+    Some((first.host, first.port))
+}
+
 /// The local IP of the route towards `host:port` (nothing is sent).
 async fn route_ip(host: &str, port: u16) -> Option<IpAddr> {
     let target = tokio::net::lookup_host((host, port)).await.ok()?.next()?;
@@ -46,7 +63,7 @@ async fn route_ip(host: &str, port: u16) -> Option<IpAddr> {
 pub async fn advertised_address(
     advertise_ip: Option<IpAddr>,
     bound: SocketAddr,
-    redis_url: &str,
+    towards_redis: Option<(String, u16)>,
 ) -> SocketAddr {
     if let Some(ip) = advertise_ip {
         return SocketAddr::new(ip, bound.port());
@@ -54,7 +71,7 @@ pub async fn advertised_address(
     if !bound.ip().is_unspecified() {
         return bound;
     }
-    if let Some((host, port)) = redis_host_port(redis_url)
+    if let Some((host, port)) = towards_redis
         && let Some(ip) = route_ip(&host, port).await
     {
         return SocketAddr::new(ip, bound.port());
@@ -68,6 +85,30 @@ pub async fn advertised_address(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_route_target_is_the_url_host_or_the_first_sentinel() {
+        use clap::Parser;
+        let parse = |args: &[&str]| {
+            let mut all = vec!["hubbub-server"];
+            all.extend_from_slice(args);
+            crate::config::ServerConfig::try_parse_from(all).unwrap()
+        };
+        assert_eq!(
+            redis_route_target(&parse(&["--redis-url", "redis://cache:6380/0"])),
+            Some(("cache".into(), 6380))
+        );
+        assert_eq!(
+            redis_route_target(&parse(&[
+                "--redis-sentinels",
+                "s1:26379,s2:26379",
+                "--redis-sentinel-master",
+                "m"
+            ])),
+            Some(("s1".into(), 26379))
+        );
+        assert_eq!(redis_route_target(&parse(&[])), None);
+    }
 
     #[test]
     fn redis_urls_give_host_and_port() {
@@ -92,17 +133,17 @@ mod tests {
         let bound: SocketAddr = "0.0.0.0:8080".parse().unwrap();
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
         assert_eq!(
-            advertised_address(Some(ip), bound, "redis://127.0.0.1:6379").await,
+            advertised_address(Some(ip), bound, Some(("127.0.0.1".into(), 6379))).await,
             "10.1.2.3:8080".parse().unwrap()
         );
         let specific: SocketAddr = "127.0.0.1:9000".parse().unwrap();
         assert_eq!(
-            advertised_address(None, specific, "redis://redis:6379").await,
+            advertised_address(None, specific, Some(("redis".into(), 6379))).await,
             specific
         );
         // Towards a loopback Redis, the route's local address is loopback.
         assert_eq!(
-            advertised_address(None, bound, "redis://127.0.0.1:6379").await,
+            advertised_address(None, bound, Some(("127.0.0.1".into(), 6379))).await,
             "127.0.0.1:8080".parse().unwrap()
         );
     }

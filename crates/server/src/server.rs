@@ -79,6 +79,24 @@ async fn backends(
             None,
         ));
     };
+    // Sentinels and cluster seeds are asked first, so that a wrong list, master name or a
+    // seed outside cluster mode stops start-up with the setting named (a URL is not probed).
+    let found = hubbub_redis::topology::probe(
+        &settings.topology,
+        settings.password.as_deref(),
+        settings.connect_timeout,
+        hubbub_redis::topology::PROBE_WINDOW,
+    )
+    .await
+    .map_err(|e| ServerError::Redis(e.to_string()))?;
+    tracing::info!(topology = settings.topology.kind(), %found, "redis topology");
+    if settings.topology.is_cluster() {
+        // Cross-replica traffic on a cluster needs sharded pub/sub, which the adapter
+        // does not speak yet.
+        return Err(ServerError::Redis(
+            "--redis-cluster-nodes: Redis Cluster is not supported yet (no sharded adapter)".into(),
+        ));
+    }
     // Starts connecting in the background: the server starts and /readyz is 503 until
     // Redis answers (retried with capped exponential back-off).
     let link = RedisLink::start(settings, &metrics.registry)
@@ -123,7 +141,13 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     if let Some(redis) = &redis {
         // Both Redis connections up and every subscription in place.
         let link = redis.link.clone();
-        health.add_check("redis", move || link.is_ready());
+        health.add_detailed_check("redis", move || {
+            if link.is_ready() {
+                None
+            } else {
+                Some(link.unready_detail().unwrap_or_else(|| "not ready".into()))
+            }
+        });
         // Other replicas can forward requests of this one's sessions to it.
         let owners = redis.owners.clone();
         health.add_check("forwarding", move || owners.is_registered());
@@ -173,8 +197,10 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let server = serve::server(vec![listener], mounts, &options, move || {
         App::new().configure(http::routes(state.clone()))
     })?;
-    if let (Some(redis), Some(url)) = (&redis, &config.redis_url) {
-        let advertised = advertise::advertised_address(config.advertise_ip, addr, url).await;
+    if let Some(redis) = &redis {
+        let towards_redis = advertise::redis_route_target(&config);
+        let advertised =
+            advertise::advertised_address(config.advertise_ip, addr, towards_redis).await;
         redis.owners.start(advertised);
     }
     tracing::info!(%addr, path = %config.path, "hubbub-server listening");
