@@ -22,7 +22,9 @@ use hubbub_engineio::serve::{self, Mounts, ServeOptions};
 use hubbub_engineio::{CloseReason, Engine, EngineConfig, OriginPolicy};
 use hubbub_redis::adapter::RedisAdapter;
 use hubbub_redis::link::RedisLink;
-use hubbub_socketio::{Adapter, Io, IoConfig, IoHandler, MemoryAdapter};
+use hubbub_socketio::{
+    Adapter, Io, IoConfig, IoHandler, MemoryAdapter, MemoryRecoveryStore, Recovery,
+};
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -107,13 +109,20 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         let link = redis.link.clone();
         health.add_check("redis", move || link.is_ready());
     }
-    let io = Io::new(
+    let recovery = config.recovery_settings().map(|settings| {
+        Arc::new(Recovery {
+            store: Arc::new(MemoryRecoveryStore::new(settings.window)),
+            settings,
+        })
+    });
+    let io = Io::with_recovery(
         IoConfig {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
             max_attachment_bytes: config.max_payload,
         },
         adapter,
         Arc::new(metrics.socket.clone()),
+        recovery,
     );
     let settings = ChatSettings {
         welcome: config.welcome.clone(),
