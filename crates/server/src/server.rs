@@ -109,12 +109,17 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         let link = redis.link.clone();
         health.add_check("redis", move || link.is_ready());
     }
-    let recovery = config.recovery_settings().map(|settings| {
-        Arc::new(Recovery {
-            store: Arc::new(MemoryRecoveryStore::new(settings.window)),
-            settings,
-        })
-    });
+    // One node only for now: with Redis the log must be shared by the replicas.
+    let one_node = config.redis_url.is_none();
+    let recovery = config
+        .recovery_settings()
+        .filter(|_| one_node)
+        .map(|settings| {
+            Arc::new(Recovery {
+                store: Arc::new(MemoryRecoveryStore::new(settings.window)),
+                settings,
+            })
+        });
     let io = Io::with_recovery(
         IoConfig {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
