@@ -13,6 +13,7 @@
 //! | [`namespace`], [`socket`], [`ack`], [`rooms`] | namespaces, sockets, acks both ways, room membership |
 //! | [`broadcast`] | broadcasts encoded once and queued as shared bytes for every recipient |
 //! | [`adapter`] | the [`Adapter`] seam to other replicas, and the in-memory [`MemoryAdapter`] |
+//! | [`recovery`] | connection state recovery: pid and offsets, the [`RecoveryStore`] seam, the in-memory store and log |
 //! | [`metrics`] | [`SocketMetrics`], registered into a registry the binary gives |
 //!
 //! Crate rules: depends on `hubbub-engineio` only among hubbub's crates, and on no Redis
