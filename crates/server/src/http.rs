@@ -16,12 +16,15 @@ use hubbub_engineio::{self, Engine};
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 type Check = Arc<dyn Fn() -> bool + Send + Sync>;
+type Detail = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// Readiness: draining flag plus named checks (the store, the cluster link).
 #[derive(Default)]
 pub struct Health {
     draining: AtomicBool,
     checks: RwLock<Vec<(&'static str, Check)>>,
+    /// Why a named check fails, where the check can say (shown by `/readyz`).
+    details: RwLock<Vec<(&'static str, Detail)>>,
 }
 
 impl Health {
@@ -33,6 +36,29 @@ impl Health {
     /// Adds a check that must pass for `/readyz` to answer 200.
     pub fn add_check(&self, name: &'static str, check: impl Fn() -> bool + Send + Sync + 'static) {
         self.checks.write().push((name, Arc::new(check)));
+    }
+
+    /// Adds a check that says why it fails: `/readyz` shows `name (why)`.
+    pub fn add_check_with_detail(
+        &self,
+        name: &'static str,
+        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) {
+        let check = Arc::new(check);
+        let c = check.clone();
+        self.checks
+            .write()
+            .push((name, Arc::new(move || c().is_ok())));
+        self.details
+            .write()
+            .push((name, Arc::new(move || check().err())));
+    }
+
+    /// Why the failing check `name` fails, when it says.
+    pub fn detail(&self, name: &str) -> Option<String> {
+        let details = self.details.read();
+        let (_, detail) = details.iter().find(|(n, _)| *n == name)?;
+        detail()
     }
 
     /// Marks the server as draining: `/readyz` answers 503 from now on.
@@ -139,6 +165,13 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if reasons.is_empty() {
         resp.body("ready")
     } else {
+        let reasons: Vec<String> = reasons
+            .iter()
+            .map(|r| match state.health.detail(r) {
+                Some(why) => format!("{r} ({why})"),
+                None => (*r).to_owned(),
+            })
+            .collect();
         resp.body(format!("not ready: {}", reasons.join(", ")))
     }
 }
