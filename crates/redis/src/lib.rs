@@ -8,7 +8,11 @@
 //! - [`metrics`]: the `hubbub_redis_*` metrics.
 //! - [`adapter`]: [`adapter::RedisAdapter`], the `socketio::Adapter` built on both.
 //!
-//! This module knows nothing of the chat application.
+//! Crate rules: builds on `hubbub-socketio` (the `Adapter` seam) and knows nothing of the chat
+//! application; the chat's Redis store (`hubbub_server::chat::store_redis`) uses the
+//! [`link::RedisLink`] from here, so every Redis connection of a replica lives in this crate.
+//! `link.rs` is the largest file (about 770 lines): the connection, publisher, dispatcher
+//! and watcher tasks share one `Inner` state and are kept together on purpose.
 
 pub mod adapter;
 pub mod link;
