@@ -147,7 +147,7 @@ def build() -> dict:
     L.row("Back end (Redis, RabbitMQ)")
     L.panel(ts, "Redis link state", "1 while a replica's Redis connection (commands, subscriber) is up; 0 while it retries.", [(f"min by (pod, connection) (hubbub_redis_connected{{{S}}})", "{{pod}} {{connection}}")], "short", steps=thresholds("red", (1, "green")), mappings=UP_DOWN)
     L.panel(ts, "RabbitMQ link state", "1 while a replica's RabbitMQ connection is up (RabbitMQ back end only).", [(f"min by (pod) (hubbub_amqp_connected{{{S}}})", "{{pod}}")], "short", steps=thresholds("red", (1, "green")), mappings=UP_DOWN)
-    L.panel(ts, "Reconnects", "Back-end reconnections after a lost connection, per hour.", [(f"sum by (pod, connection) (increase(hubbub_redis_reconnects_total{{{S}}}[1h]))", "redis {{pod}} {{connection}}"), (f"sum by (pod) (increase(hubbub_amqp_reconnects_total{{{S}}}[1h]))", "amqp {{pod}}")], "short")
+    L.panel(ts, "Reconnects", "Back-end reconnections after a lost connection, per hour; Redis master changes (Sentinel failovers followed).", [(f"sum by (pod, connection) (increase(hubbub_redis_reconnects_total{{{S}}}[1h]))", "redis {{pod}} {{connection}}"), (f"sum by (pod) (increase(hubbub_amqp_reconnects_total{{{S}}}[1h]))", "amqp {{pod}}"), (f"sum by (pod) (increase(hubbub_redis_master_changes_total{{{S}}}[1h]))", "redis master changed {{pod}}")], "short")
     L.panel(ts, "Pub/sub lag", "PUBLISH-to-receipt time of broadcasts between replicas; the alert fires above 500 ms at p99.", [
         (f"histogram_quantile(0.5, sum by (le) (rate(hubbub_redis_pubsub_lag_seconds_bucket{{{S}}}[{RI}])))", "p50"),
         (f"histogram_quantile(0.99, sum by (le) (rate(hubbub_redis_pubsub_lag_seconds_bucket{{{S}}}[{RI}])))", "p99"),

@@ -47,7 +47,7 @@ PROMETHEUS_SERIES = {"up"}
 # Exported metrics the dashboard deliberately leaves out (not worth a panel).
 NOT_ON_THE_DASHBOARD = {"process_start_time_seconds", "process_threads", "process_virtual_memory_bytes"}
 # Label names the binaries may use: all from small fixed sets (README, Operations).
-SERVER_LABEL_NAMES = {"transport", "reason", "event", "connection", "op", "kind", "le"}
+SERVER_LABEL_NAMES = {"transport", "reason", "event", "connection", "op", "kind", "shard", "le"}
 OPERATOR_LABEL_NAMES = {"result", "reason", "condition", "le"}
 # Grafana's variables and the values the tests substitute for them.
 GRAFANA_VARIABLES = {"$__rate_interval": "15s", "$namespace": ".*", "$chatroom": ".*"}

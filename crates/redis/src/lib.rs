@@ -4,6 +4,8 @@
 //!
 //! - [`wire`]: the adapter's MessagePack/JSON messages, pure encode/decode.
 //! - [`settings`]: how to reach Redis, and the crate's error type.
+//! - [`topology`]: standalone, Sentinel or Cluster: the `fred` configuration and the
+//!   start-up probe of Sentinels and seed nodes.
 //! - [`link`]: the Redis connections, publishing, subscriptions, readiness.
 //! - [`metrics`]: the `hubbub_redis_*` metrics.
 //! - [`adapter`]: [`adapter::RedisAdapter`], the `socketio::Adapter` built on both.
@@ -18,4 +20,6 @@ pub mod adapter;
 pub mod link;
 pub mod metrics;
 pub mod settings;
+pub mod sharded;
+pub mod topology;
 pub mod wire;

@@ -16,15 +16,15 @@ use hubbub_engineio::{self, Engine};
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 type Check = Arc<dyn Fn() -> bool + Send + Sync>;
-type Detail = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+/// A check that says why it fails (`Some(detail)`), e.g. which Redis shard is down.
+type DetailedCheck = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// Readiness: draining flag plus named checks (the store, the cluster link).
 #[derive(Default)]
 pub struct Health {
     draining: AtomicBool,
     checks: RwLock<Vec<(&'static str, Check)>>,
-    /// Why a named check fails, where the check can say (shown by `/readyz`).
-    details: RwLock<Vec<(&'static str, Detail)>>,
+    detailed: RwLock<Vec<(&'static str, DetailedCheck)>>,
 }
 
 impl Health {
@@ -38,27 +38,14 @@ impl Health {
         self.checks.write().push((name, Arc::new(check)));
     }
 
-    /// Adds a check that says why it fails: `/readyz` shows `name (why)`.
-    pub fn add_check_with_detail(
+    /// Adds a check that must return `None` for `/readyz` to answer 200; what it returns
+    /// otherwise follows its name in the `/readyz` body.
+    pub fn add_detailed_check(
         &self,
         name: &'static str,
-        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+        check: impl Fn() -> Option<String> + Send + Sync + 'static,
     ) {
-        let check = Arc::new(check);
-        let c = check.clone();
-        self.checks
-            .write()
-            .push((name, Arc::new(move || c().is_ok())));
-        self.details
-            .write()
-            .push((name, Arc::new(move || check().err())));
-    }
-
-    /// Why the failing check `name` fails, when it says.
-    pub fn detail(&self, name: &str) -> Option<String> {
-        let details = self.details.read();
-        let (_, detail) = details.iter().find(|(n, _)| *n == name)?;
-        detail()
+        self.detailed.write().push((name, Arc::new(check)));
     }
 
     /// Marks the server as draining: `/readyz` answers 503 from now on.
@@ -77,7 +64,31 @@ impl Health {
                 reasons.push(*name);
             }
         }
+        for (name, check) in self.detailed.read().iter() {
+            if check().is_some() {
+                reasons.push(*name);
+            }
+        }
         reasons
+    }
+
+    /// Like [`Health::unready_reasons`], each detailed check followed by its detail.
+    pub fn unready_report(&self) -> Vec<String> {
+        let mut report: Vec<String> = Vec::new();
+        if self.draining.load(Ordering::Acquire) {
+            report.push("draining".into());
+        }
+        for (name, check) in self.checks.read().iter() {
+            if !check() {
+                report.push((*name).into());
+            }
+        }
+        for (name, check) in self.detailed.read().iter() {
+            if let Some(detail) = check() {
+                report.push(format!("{name} ({detail})"));
+            }
+        }
+        report
     }
 }
 
@@ -155,7 +166,7 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let reasons = state.health.unready_reasons();
+    let reasons = state.health.unready_report();
     let mut resp = if reasons.is_empty() {
         HttpResponse::Ok()
     } else {
@@ -165,13 +176,6 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if reasons.is_empty() {
         resp.body("ready")
     } else {
-        let reasons: Vec<String> = reasons
-            .iter()
-            .map(|r| match state.health.detail(r) {
-                Some(why) => format!("{r} ({why})"),
-                None => (*r).to_owned(),
-            })
-            .collect();
         resp.body(format!("not ready: {}", reasons.join(", ")))
     }
 }
