@@ -22,6 +22,7 @@ use hubbub_engineio::serve::{self, Mounts, ServeOptions};
 use hubbub_engineio::{CloseReason, Engine, EngineConfig, OriginPolicy};
 use hubbub_redis::adapter::RedisAdapter;
 use hubbub_redis::link::RedisLink;
+use hubbub_redis::sharded::ShardedAdapter;
 use hubbub_socketio::{Adapter, Io, IoConfig, IoHandler, MemoryAdapter};
 
 /// Why the server could not run.
@@ -84,13 +85,6 @@ async fn backends(
     .await
     .map_err(|e| ServerError::Redis(e.to_string()))?;
     tracing::info!(topology = settings.topology.kind(), %found, "redis topology");
-    if settings.topology.is_cluster() {
-        // Cross-replica traffic on a cluster needs sharded pub/sub, which the adapter
-        // does not speak yet.
-        return Err(ServerError::Redis(
-            "--redis-cluster-nodes: Redis Cluster is not supported yet (no sharded adapter)".into(),
-        ));
-    }
     // Starts connecting in the background: the server starts and /readyz is 503 until
     // Redis answers (retried with capped exponential back-off).
     let link = RedisLink::start(settings, &metrics.registry)
@@ -101,7 +95,13 @@ async fn backends(
     };
     let store = RedisStore::new(link.clone(), limits, presence);
     store.start_heartbeat();
-    let adapter = RedisAdapter::new(link.clone());
+    // On a cluster, cross-replica traffic uses sharded pub/sub in the format of the Node
+    // sharded adapter; otherwise classic pub/sub in the format of the Node redis adapter.
+    let adapter: Arc<dyn Adapter> = if link.topology().is_cluster() {
+        ShardedAdapter::new(link.clone())
+    } else {
+        RedisAdapter::new(link.clone())
+    };
     Ok((store.clone(), adapter, Some(RedisBackend { store, link })))
 }
 
