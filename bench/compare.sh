@@ -177,6 +177,11 @@ start_server() {
       start_one "${1%-redis}" "redis://127.0.0.1:$redis_port"
       start_one "${1%-redis}" "redis://127.0.0.1:$redis_port"
       ;;
+    hubbub-amqp)
+      start_rabbitmq
+      start_one hubbub "" "amqp://guest:guest@127.0.0.1:$amqp_port/%2f"
+      start_one hubbub "" "amqp://guest:guest@127.0.0.1:$amqp_port/%2f"
+      ;;
     *) start_one "$1" ;;
   esac
   url=$urls
