@@ -8,6 +8,7 @@
 //! session has a bounded queue and a client too slow to drain it is closed.
 
 pub mod error;
+pub mod handshake;
 pub mod metrics;
 pub mod packet;
 pub mod payload;
@@ -28,6 +29,7 @@ use parking_lot::RwLock;
 use serde::Deserialize;
 
 pub use error::EngineError;
+pub use handshake::Handshake;
 pub use metrics::EngineMetrics;
 pub use packet::Frame;
 pub use session::{CloseReason, SendError, Session, Sid, Transport};
@@ -248,9 +250,11 @@ impl Engine {
     pub(crate) fn open_session(
         self: &Arc<Self>,
         transport: Transport,
+        handshake: Handshake,
     ) -> Result<Arc<Session>, EngineError> {
         let created = tokio::time::Instant::now();
         let session = Session::new(transport, self.config.outbound_queue, self.metrics.clone());
+        session.set_handshake(handshake);
         {
             let mut sessions = self.sessions.write();
             // Checked under the lock: a shutdown's `close_all` sees every

@@ -11,6 +11,7 @@
 //! This module knows nothing of the chat application.
 
 pub mod adapter;
+pub mod admin_sessions;
 pub mod link;
 pub mod metrics;
 pub mod settings;

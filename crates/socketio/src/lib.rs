@@ -9,6 +9,7 @@
 
 pub mod ack;
 pub mod adapter;
+pub mod admin;
 pub mod broadcast;
 pub mod metrics;
 pub mod namespace;
@@ -19,7 +20,7 @@ pub mod socket;
 pub mod testing;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,6 +36,7 @@ pub use metrics::SocketMetrics;
 pub use namespace::Namespace;
 pub use socket::{DisconnectReason, EmitError, Event, Socket};
 
+use admin::observer::SocketObserver;
 use hubbub_engineio::{
     CloseReason, Connection, EngineHandler, Frame, Message, ProtocolViolation, Session,
 };
@@ -69,6 +71,8 @@ pub struct Io {
     namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
     adapter: Arc<dyn Adapter>,
     metrics: Arc<SocketMetrics>,
+    /// The admin UI's development-mode observer, given to every namespace.
+    observer: OnceLock<Arc<dyn SocketObserver>>,
 }
 
 impl Io {
@@ -83,6 +87,7 @@ impl Io {
             namespaces: RwLock::new(HashMap::new()),
             adapter,
             metrics,
+            observer: OnceLock::new(),
         })
     }
 
@@ -98,6 +103,9 @@ impl Io {
                 return ns.clone();
             }
             let ns = Namespace::new(name, self.adapter.clone(), self.metrics.clone());
+            if let Some(o) = self.observer.get() {
+                ns.set_observer(o.clone());
+            }
             map.insert(name.to_owned(), ns.clone());
             ns
         };
@@ -118,6 +126,17 @@ impl Io {
     /// The adapter.
     pub fn adapter(&self) -> &Arc<dyn Adapter> {
         &self.adapter
+    }
+
+    /// Sets the admin UI's development-mode observer on every namespace, present
+    /// and future (once; later calls are ignored).
+    pub(crate) fn set_observer(&self, observer: Arc<dyn SocketObserver>) {
+        if self.observer.set(observer.clone()).is_err() {
+            return;
+        }
+        for ns in self.namespaces.read().values() {
+            ns.set_observer(observer.clone());
+        }
     }
 }
 
@@ -239,6 +258,9 @@ impl Client {
                 let ack = packet.id.map(|id| {
                     AckSender::new(self.session.clone(), Arc::from(packet.nsp.as_str()), id)
                 });
+                if let Some(o) = socket.ns().observer() {
+                    o.event_received(&socket, &name, &items);
+                }
                 let handler = socket.ns().event_handler(&name);
                 let event = Event {
                     name,
@@ -284,6 +306,28 @@ impl Client {
         }
         let auth = auth.unwrap_or_else(|| Value::Object(Default::default()));
         let socket = Socket::new(ns.clone(), self.session.clone(), self.me.clone(), auth);
+        if let Some(check) = ns.async_auth() {
+            // The client's later packets wait in the inbox until this completes.
+            let me = self.me.upgrade()?;
+            return Some(Box::pin(async move {
+                let verdict = check(socket.clone(), socket.auth().clone()).await;
+                if me.session.is_closed() {
+                    return;
+                }
+                match verdict {
+                    Ok(()) => {
+                        if let Some(work) = me.accept(ns, socket) {
+                            work.await;
+                        }
+                    }
+                    Err(message) => me.send_packet(
+                        PacketType::ConnectError,
+                        ns.name(),
+                        &serde_json::json!({ "message": message }),
+                    ),
+                }
+            }));
+        }
         if let Err(message) = ns.check_auth(&socket, socket.auth()) {
             self.send_packet(
                 PacketType::ConnectError,
@@ -292,6 +336,12 @@ impl Client {
             );
             return None;
         }
+        self.accept(ns, socket)
+    }
+
+    /// Adds an accepted socket, acknowledges its CONNECT and runs the connection handler.
+    fn accept(&self, ns: Arc<Namespace>, socket: Arc<Socket>) -> Option<BoxFuture<'static, ()>> {
+        let nsp = ns.name();
         self.sockets.lock().push((Arc::from(nsp), socket.clone()));
         ns.add_socket(socket.clone());
         self.send_packet(
@@ -299,6 +349,9 @@ impl Client {
             nsp,
             &serde_json::json!({ "sid": &**socket.id() }),
         );
+        if let Some(o) = ns.observer() {
+            o.connected(&socket);
+        }
         ns.connection_handler().and_then(|h| h(socket))
     }
 }

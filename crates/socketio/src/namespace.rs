@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use futures_util::future::BoxFuture;
@@ -19,11 +19,15 @@ use super::adapter::{Adapter, SocketInfo};
 use super::broadcast::{BroadcastOperator, BroadcastOptions, BroadcastPacket};
 use super::rooms::{Room, RoomIndex};
 use super::socket::{DisconnectReason, Event, Socket};
+use crate::admin::observer::SocketObserver;
 use crate::metrics::SocketMetrics;
 
 type BoxFut = BoxFuture<'static, ()>;
 /// Decides whether a CONNECT is accepted; `Err(message)` refuses it with a CONNECT_ERROR.
 pub type AuthHandler = Arc<dyn Fn(&Arc<Socket>, &Value) -> Result<(), String> + Send + Sync>;
+/// Like [`AuthHandler`], asynchronous: the client's later packets wait for its verdict.
+pub type AsyncAuthHandler =
+    Arc<dyn Fn(Arc<Socket>, Value) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 /// Runs after a socket connected (and its CONNECT was acknowledged).
 pub type ConnectionHandler = Arc<dyn Fn(Arc<Socket>) -> Option<BoxFut> + Send + Sync>;
 /// Handles one event; a returned future completes before the client's next packet is handled.
@@ -34,6 +38,7 @@ pub type DisconnectHandler = Arc<dyn Fn(Arc<Socket>, DisconnectReason) + Send + 
 #[derive(Default)]
 struct Handlers {
     auth: Option<AuthHandler>,
+    async_auth: Option<AsyncAuthHandler>,
     connection: Option<ConnectionHandler>,
     events: HashMap<String, EventHandler>,
     fallback: Option<EventHandler>,
@@ -48,6 +53,8 @@ pub struct Namespace {
     handlers: RwLock<Handlers>,
     adapter: Arc<dyn Adapter>,
     metrics: Arc<SocketMetrics>,
+    /// The admin UI's development-mode hook; unset (and free) otherwise.
+    observer: OnceLock<Arc<dyn SocketObserver>>,
 }
 
 impl Namespace {
@@ -63,6 +70,7 @@ impl Namespace {
             handlers: RwLock::new(Handlers::default()),
             adapter,
             metrics,
+            observer: OnceLock::new(),
         })
     }
 
@@ -82,6 +90,18 @@ impl Namespace {
         f: impl Fn(&Arc<Socket>, &Value) -> Result<(), String> + Send + Sync + 'static,
     ) {
         self.handlers.write().auth = Some(Arc::new(f));
+    }
+
+    /// Like [`Namespace::on_connect`], with an async check (e.g. one that asks a
+    /// store). It replaces a synchronous check set before.
+    pub fn on_connect_async<F, Fut>(&self, f: F)
+    where
+        F: Fn(Arc<Socket>, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let mut h = self.handlers.write();
+        h.auth = None;
+        h.async_auth = Some(Arc::new(move |s, v| Box::pin(f(s, v))));
     }
 
     /// Sets the handler run after each accepted connection.
@@ -146,6 +166,20 @@ impl Namespace {
         }
     }
 
+    pub(crate) fn async_auth(&self) -> Option<AsyncAuthHandler> {
+        self.handlers.read().async_auth.clone()
+    }
+
+    /// Sets the development-mode observer (once; later calls are ignored).
+    pub(crate) fn set_observer(&self, observer: Arc<dyn SocketObserver>) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// The observer, when the admin UI runs in development mode.
+    pub(crate) fn observer(&self) -> Option<&Arc<dyn SocketObserver>> {
+        self.observer.get()
+    }
+
     pub(crate) fn connection_handler(&self) -> Option<ConnectionHandler> {
         self.handlers.read().connection.clone()
     }
@@ -196,6 +230,9 @@ impl Namespace {
         }
         let Some(socket) = removed else { return };
         self.metrics.sockets_connected.dec();
+        if let Some(o) = self.observer() {
+            o.disconnected(&socket, reason);
+        }
         let handler = self.handlers.read().disconnect.clone();
         if let Some(h) = handler {
             h(socket, reason);
