@@ -20,7 +20,10 @@ use crate::http::{self, AppState, Health};
 use crate::metrics::Metrics;
 use hubbub_engineio::serve::{self, Mounts, ServeOptions};
 use hubbub_engineio::{CloseReason, Engine, EngineConfig, OriginPolicy};
+use crate::admin::ServerCounters;
 use hubbub_redis::adapter::RedisAdapter;
+use hubbub_redis::admin_sessions::RedisAdminSessions;
+use hubbub_socketio::admin::{self, AdminSessionStore, MemorySessionStore};
 use hubbub_redis::link::RedisLink;
 use hubbub_socketio::{Adapter, Io, IoConfig, IoHandler, MemoryAdapter};
 
@@ -41,6 +44,9 @@ pub enum ServerError {
     /// The Redis back end could not be set up.
     #[error("redis: {0}")]
     Redis(String),
+    /// The admin UI could not be set up.
+    #[error("admin ui: {0}")]
+    Admin(#[from] admin::AdminError),
 }
 
 /// The Engine.IO settings from the server configuration.
@@ -124,9 +130,28 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     Chat::new(store, settings, metrics.chat.clone()).register(&io);
     let engine = Engine::new(
         engine_config(&config),
-        Arc::new(IoHandler(io)),
+        Arc::new(IoHandler(io.clone())),
         Arc::new(metrics.engine.clone()),
     );
+    // Kept until the process ends: dropping it stops the admin UI's stats.
+    let _admin = if config.admin.enabled {
+        let sessions: Arc<dyn AdminSessionStore> = match &redis {
+            Some(redis) => Arc::new(RedisAdminSessions::new(redis.link.clone())),
+            None => Arc::new(MemorySessionStore::default()),
+        };
+        let counters = Arc::new(ServerCounters {
+            engine: engine.clone(),
+            metrics: metrics.clone(),
+        });
+        Some(admin::install(
+            &io,
+            config.admin.settings(&config.cors_origins),
+            sessions,
+            counters,
+        )?)
+    } else {
+        None
+    };
     let state = AppState {
         engine: engine.clone(),
         metrics,
