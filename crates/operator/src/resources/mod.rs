@@ -88,6 +88,12 @@ pub const MANAGED_ENV: &[&str] = &[
     "HUBBUB_SHUTDOWN_GRACE_SECS",
     "HUBBUB_LOG",
     "HUBBUB_LOG_FORMAT",
+    "HUBBUB_ADMIN_UI",
+    "HUBBUB_ADMIN_USERNAME",
+    "HUBBUB_ADMIN_PASSWORD_HASH",
+    "HUBBUB_ADMIN_NO_AUTH",
+    "HUBBUB_ADMIN_READONLY",
+    "HUBBUB_ADMIN_MODE",
 ];
 
 /// Images used when the ChatRoom names none (the operator's `--server-image` and
@@ -367,18 +373,23 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
 
 fn secret_env(name: &str, room: &ChatRoom) -> Option<EnvVar> {
     let secret = room.spec.redis.existing_secret.as_ref()?;
-    Some(EnvVar {
+    Some(secret_key_env(name, &secret.name, &secret.key))
+}
+
+/// `name` from key `key` of Secret `secret` (which must exist: the pod waits for it).
+fn secret_key_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
-                name: secret.name.clone(),
-                key: secret.key.clone(),
+                name: secret.into(),
+                key: key.into(),
                 optional: Some(false),
             }),
             ..EnvVarSource::default()
         }),
         ..EnvVar::default()
-    })
+    }
 }
 
 /// True for objects this operator manages for `room` (by the controller owner reference).
