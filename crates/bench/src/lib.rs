@@ -4,8 +4,9 @@
 //! (connect-storm) and [`idle`]. It works against any Socket.IO server, hubbub or not.
 //!
 //! Every run is bounded in count and time and stops by itself; it only talks
-//! to the URLs it is given. It owns no server code and must not touch the
-//! server modules of this crate: what it measures is the wire.
+//! to the URLs it is given. It depends on no other hubbub crate (checked by
+//! `crates/server/tests/layering.rs`): what it measures is the wire, so it works the
+//! same against hubbub, socketioxide or Node's socket.io.
 
 pub mod client;
 pub mod fanout;

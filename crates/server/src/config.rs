@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use hubbub_redis::link::SubscriptionMode;
+use hubbub_redis::topology::{NodeAddr, RedisTopology};
 pub use hubbub_telemetry::LogFormat;
 
 /// A setting whose value is outside what hubbub accepts.
@@ -106,7 +108,8 @@ pub struct ServerConfig {
     #[arg(long, env = "HUBBUB_SHUTDOWN_DELAY_MS", default_value_t = 0)]
     pub shutdown_delay_ms: u64,
 
-    /// Redis URL (`redis://[:password@]host:port/db` or `rediss://...`). Unset: one node, in-memory state.
+    /// Redis URL (`redis://[:password@]host:port/db` or `rediss://...`). Unset (and no
+    /// Sentinels or cluster nodes either): one node, in-memory state.
     #[arg(long, env = "HUBBUB_REDIS_URL")]
     pub redis_url: Option<String>,
 
@@ -121,6 +124,38 @@ pub struct ServerConfig {
     /// Prefix of the keys that hold history, questions and presence.
     #[arg(long, env = "HUBBUB_REDIS_KEY_PREFIX", default_value = "hubbub")]
     pub redis_key_prefix: String,
+
+    /// Sentinels watching the Redis master, comma-separated `host:port`; with
+    /// `--redis-sentinel-master`, instead of `--redis-url`.
+    #[arg(long, env = "HUBBUB_REDIS_SENTINELS")]
+    pub redis_sentinels: Option<String>,
+
+    /// The master's name in the Sentinels' configuration (`sentinel monitor <name> ...`).
+    #[arg(long, env = "HUBBUB_REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
+
+    /// Password of the Sentinels themselves, when they require one (the data nodes use
+    /// `--redis-password`).
+    #[arg(long, env = "HUBBUB_REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
+    pub redis_sentinel_password: Option<String>,
+
+    /// Seed nodes of a Redis Cluster, comma-separated `host:port`, instead of
+    /// `--redis-url`; cross-replica traffic then uses sharded pub/sub.
+    #[arg(long, env = "HUBBUB_REDIS_CLUSTER_NODES")]
+    pub redis_cluster_nodes: Option<String>,
+
+    /// TLS to the Sentinels or cluster nodes (with `--redis-url`, `rediss://` decides).
+    #[arg(long, env = "HUBBUB_REDIS_TLS", default_value_t = false)]
+    pub redis_tls: bool,
+
+    /// Cluster only: which rooms get a shard channel of their own, as the Node sharded
+    /// adapter's `subscriptionMode`: `static`, `dynamic` or `dynamic-private`.
+    #[arg(
+        long,
+        env = "HUBBUB_REDIS_SUBSCRIPTION_MODE",
+        default_value = "dynamic"
+    )]
+    pub redis_subscription_mode: String,
 
     /// Seconds between presence heartbeats of this replica, 1..=300.
     #[arg(long, env = "HUBBUB_PRESENCE_HEARTBEAT_SECS", default_value_t = 5)]
@@ -168,14 +203,105 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// The Redis link's settings, or `None` when `--redis-url` is unset (in-memory mode).
+    /// The Redis link's settings, or `None` when no Redis is configured (in-memory mode).
+    /// Settings that [`ServerConfig::validate`] refuses give `None` too.
     pub fn redis_settings(&self) -> Option<hubbub_redis::link::RedisSettings> {
-        let url = self.redis_url.as_ref()?;
-        let mut s = hubbub_redis::link::RedisSettings::new(url.clone());
+        let topology = self.redis_topology().ok()??;
+        let mut s = hubbub_redis::link::RedisSettings::with_topology(topology);
         s.password = self.redis_password.clone().filter(|p| !p.is_empty());
         s.channel_prefix = self.redis_channel_prefix.clone();
         s.key_prefix = self.redis_key_prefix.clone();
+        s.subscription_mode =
+            SubscriptionMode::parse(&self.redis_subscription_mode).unwrap_or_default();
         Some(s)
+    }
+
+    /// Where Redis is: exactly one of `--redis-url`, `--redis-sentinels` (with
+    /// `--redis-sentinel-master`) and `--redis-cluster-nodes`, or none (in-memory mode).
+    pub fn redis_topology(&self) -> Result<Option<RedisTopology>, ConfigError> {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        let chosen: Vec<&str> = [
+            (set(&self.redis_url), "--redis-url"),
+            (set(&self.redis_sentinels), "--redis-sentinels"),
+            (set(&self.redis_cluster_nodes), "--redis-cluster-nodes"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect();
+        if chosen.len() > 1 {
+            return Err(ConfigError {
+                setting: "--redis-url/--redis-sentinels/--redis-cluster-nodes",
+                env: "REDIS_URL/REDIS_SENTINELS/REDIS_CLUSTER_NODES",
+                reason: format!("set exactly one of them, not {}", chosen.join(" and ")),
+            });
+        }
+        if set(&self.redis_sentinel_master) != set(&self.redis_sentinels) {
+            return Err(ConfigError {
+                setting: "--redis-sentinel-master",
+                env: "REDIS_SENTINEL_MASTER",
+                reason: "goes together with --redis-sentinels: set both or neither".into(),
+            });
+        }
+        if SubscriptionMode::parse(&self.redis_subscription_mode).is_none() {
+            return Err(ConfigError {
+                setting: "--redis-subscription-mode",
+                env: "REDIS_SUBSCRIPTION_MODE",
+                reason: format!(
+                    "{:?} is not one of static, dynamic, dynamic-private",
+                    self.redis_subscription_mode
+                ),
+            });
+        }
+        if let Some(url) = self.redis_url.as_ref().filter(|u| !u.trim().is_empty()) {
+            if self.redis_tls {
+                return Err(ConfigError {
+                    setting: "--redis-tls",
+                    env: "REDIS_TLS",
+                    reason:
+                        "applies to Sentinels and cluster nodes; with --redis-url use rediss://"
+                            .into(),
+                });
+            }
+            return Ok(Some(RedisTopology::Standalone { url: url.clone() }));
+        }
+        if let Some(list) = self
+            .redis_sentinels
+            .as_ref()
+            .filter(|s| !s.trim().is_empty())
+        {
+            let sentinels = NodeAddr::parse_list(list).map_err(|reason| ConfigError {
+                setting: "--redis-sentinels",
+                env: "REDIS_SENTINELS",
+                reason,
+            })?;
+            return Ok(Some(RedisTopology::Sentinel {
+                sentinels,
+                // unwrap-free: checked above that the master is set with the Sentinels.
+                master: self.redis_sentinel_master.clone().unwrap_or_default(),
+                sentinel_password: self
+                    .redis_sentinel_password
+                    .clone()
+                    .filter(|p| !p.is_empty()),
+                tls: self.redis_tls,
+            }));
+        }
+        if let Some(list) = self
+            .redis_cluster_nodes
+            .as_ref()
+            .filter(|s| !s.trim().is_empty())
+        {
+            let nodes = NodeAddr::parse_list(list).map_err(|reason| ConfigError {
+                setting: "--redis-cluster-nodes",
+                env: "REDIS_CLUSTER_NODES",
+                reason,
+            })?;
+            return Ok(Some(RedisTopology::Cluster {
+                nodes,
+                tls: self.redis_tls,
+            }));
+        }
+        Ok(None)
     }
 
     /// Checks every setting against its documented range.
@@ -299,6 +425,7 @@ impl ServerConfig {
                 reason: "must start with redis:// or rediss://".into(),
             });
         }
+        self.redis_topology()?;
         if self.redis_channel_prefix.is_empty() || self.redis_key_prefix.is_empty() {
             return Err(ConfigError {
                 setting: "--redis-channel-prefix/--redis-key-prefix",
@@ -384,7 +511,9 @@ mod tests {
             "chat",
         ]);
         let s = c.redis_settings().unwrap();
-        assert_eq!(s.url, "redis://127.0.0.1:6390/2");
+        assert!(
+            matches!(&s.topology, RedisTopology::Standalone { url } if url == "redis://127.0.0.1:6390/2")
+        );
         assert_eq!(s.password.as_deref(), Some("s3cret"));
         assert_eq!(s.channel_prefix, "chat");
         assert_eq!(s.key_prefix, "hubbub");
@@ -396,5 +525,75 @@ mod tests {
                 .password
                 .is_none()
         );
+    }
+
+    #[test]
+    fn sentinel_and_cluster_settings() {
+        let c = parse(&[
+            "--redis-sentinels",
+            "127.0.0.1:26379,127.0.0.1:26380",
+            "--redis-sentinel-master",
+            "mymaster",
+            "--redis-password",
+            "data",
+        ]);
+        c.validate().unwrap();
+        let s = c.redis_settings().unwrap();
+        let RedisTopology::Sentinel {
+            sentinels, master, ..
+        } = &s.topology
+        else {
+            panic!("{:?}", s.topology)
+        };
+        assert_eq!((sentinels.len(), master.as_str()), (2, "mymaster"));
+        assert_eq!(s.password.as_deref(), Some("data"));
+        let c = parse(&[
+            "--redis-cluster-nodes",
+            "127.0.0.1:7000",
+            "--redis-tls",
+            "--redis-subscription-mode",
+            "static",
+        ]);
+        c.validate().unwrap();
+        let s = c.redis_settings().unwrap();
+        assert!(matches!(
+            s.topology,
+            RedisTopology::Cluster { tls: true, .. }
+        ));
+        assert_eq!(s.subscription_mode, SubscriptionMode::Static);
+    }
+
+    #[test]
+    fn conflicting_redis_settings_are_refused_by_name() {
+        let e = parse(&["--redis-url", "redis://x:1", "--redis-cluster-nodes", "y:2"])
+            .validate()
+            .unwrap_err();
+        assert!(
+            e.reason.contains("--redis-url and --redis-cluster-nodes"),
+            "{e}"
+        );
+        let e = parse(&["--redis-sentinels", "a:1"]).validate().unwrap_err();
+        assert_eq!(e.setting, "--redis-sentinel-master");
+        let e = parse(&["--redis-sentinel-master", "m"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "--redis-sentinel-master");
+        let e = parse(&["--redis-sentinels", "a:1,b", "--redis-sentinel-master", "m"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "--redis-sentinels");
+        assert!(e.reason.contains("\"b\""), "{e}");
+        let e = parse(&["--redis-cluster-nodes", "x"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "--redis-cluster-nodes");
+        let e = parse(&["--redis-url", "redis://x:1", "--redis-tls"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "--redis-tls");
+        let e = parse(&["--redis-subscription-mode", "sometimes"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "--redis-subscription-mode");
     }
 }

@@ -79,6 +79,24 @@ async fn backends(
             None,
         ));
     };
+    // Sentinels and cluster seeds are asked first, so that a wrong list, master name or a
+    // seed outside cluster mode stops start-up with the setting named (a URL is not probed).
+    let found = hubbub_redis::topology::probe(
+        &settings.topology,
+        settings.password.as_deref(),
+        settings.connect_timeout,
+        hubbub_redis::topology::PROBE_WINDOW,
+    )
+    .await
+    .map_err(|e| ServerError::Redis(e.to_string()))?;
+    tracing::info!(topology = settings.topology.kind(), %found, "redis topology");
+    if settings.topology.is_cluster() {
+        // Cross-replica traffic on a cluster needs sharded pub/sub, which the adapter
+        // does not speak yet.
+        return Err(ServerError::Redis(
+            "--redis-cluster-nodes: Redis Cluster is not supported yet (no sharded adapter)".into(),
+        ));
+    }
     // Starts connecting in the background: the server starts and /readyz is 503 until
     // Redis answers (retried with capped exponential back-off).
     let link = RedisLink::start(settings, &metrics.registry)
@@ -111,7 +129,13 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     if let Some(redis) = &redis {
         // Both Redis connections up and every subscription in place.
         let link = redis.link.clone();
-        health.add_check("redis", move || link.is_ready());
+        health.add_detailed_check("redis", move || {
+            if link.is_ready() {
+                None
+            } else {
+                Some(link.unready_detail().unwrap_or_else(|| "not ready".into()))
+            }
+        });
     }
     let io = Io::new(
         IoConfig {

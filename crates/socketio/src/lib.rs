@@ -6,6 +6,18 @@
 //! handler. Each Engine.IO session gets a [`Client`], which parses packets,
 //! collects attachments, and routes them to the client's sockets (one per
 //! namespace joined).
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`packet`] | the Socket.IO packet format with attachments, sans-IO |
+//! | [`namespace`], [`socket`], [`ack`], [`rooms`] | namespaces, sockets, acks both ways, room membership |
+//! | [`broadcast`] | broadcasts encoded once and queued as shared bytes for every recipient |
+//! | [`adapter`] | the [`Adapter`] seam to other replicas, and the in-memory [`MemoryAdapter`] |
+//! | [`metrics`] | [`SocketMetrics`], registered into a registry the binary gives |
+//!
+//! Crate rules: depends on `hubbub-engineio` only among hubbub's crates, and on no Redis
+//! client (`hubbub-redis` implements [`Adapter`] on top of this crate; a test checks it
+//! with `cargo tree`); reads no command line ([`IoConfig`] is built by the binary).
 
 pub mod ack;
 pub mod adapter;

@@ -217,18 +217,27 @@ impl Namespace {
     pub(crate) fn add_socket(&self, socket: Arc<Socket>) {
         socket.set_connected();
         self.metrics.sockets_connected.inc();
-        self.sockets.write().insert(socket.id().clone(), socket);
+        let id = socket.id().clone();
+        self.sockets.write().insert(id.clone(), socket);
+        self.adapter.room_created(self, &id, true);
     }
 
     pub(crate) fn remove_socket(&self, socket: &Socket, rooms: &[Room], reason: DisconnectReason) {
         let removed = self.sockets.write().remove(socket.id());
+        let mut emptied: Vec<&Room> = Vec::new();
         if !rooms.is_empty() {
             let mut index = self.rooms.write();
             for r in rooms {
-                index.leave(r, socket.id());
+                if index.leave(r, socket.id()) {
+                    emptied.push(r);
+                }
             }
         }
+        for r in emptied {
+            self.adapter.room_deleted(self, r, false);
+        }
         let Some(socket) = removed else { return };
+        self.adapter.room_deleted(self, socket.id(), true);
         self.metrics.sockets_connected.dec();
         if let Some(o) = self.observer() {
             o.disconnected(&socket, reason);
@@ -240,11 +249,23 @@ impl Namespace {
     }
 
     pub(crate) fn index_join(&self, room: &Room, sid: &Sid) {
-        self.rooms.write().join(room, sid);
+        let created = self.rooms.write().join(room, sid);
+        if created {
+            self.adapter.room_created(self, room, false);
+        }
     }
 
     pub(crate) fn index_leave(&self, room: &str, sid: &str) {
-        self.rooms.write().leave(room, sid);
+        let deleted = self.rooms.write().leave(room, sid);
+        if deleted {
+            self.adapter.room_deleted(self, room, false);
+        }
+    }
+
+    /// Whether `room` has a member on this node (a socket's own id counts while the
+    /// socket is connected).
+    pub fn has_local_room(&self, room: &str) -> bool {
+        self.rooms.read().members(room).is_some() || self.sockets.read().contains_key(room)
     }
 
     /// Calls `f` for every local socket matching `opts`, each once, under the
