@@ -33,7 +33,11 @@ pub struct AdminConfig {
     pub enabled: bool,
 
     /// Name of the admin namespace; must start with `/` and not be `/` (the chat's).
-    #[arg(long = "admin-namespace", env = "HUBBUB_ADMIN_NAMESPACE", default_value = "/admin")]
+    #[arg(
+        long = "admin-namespace",
+        env = "HUBBUB_ADMIN_NAMESPACE",
+        default_value = "/admin"
+    )]
     pub namespace: String,
 
     /// Username the dashboard logs in with (required unless --admin-no-auth).
@@ -216,7 +220,9 @@ mod tests {
         let e = parse(&["--admin-ui"]).validate().unwrap_err();
         assert_eq!(e.setting, "--admin-username/--admin-password-hash");
         assert!(e.to_string().contains("--admin-no-auth"), "{e}");
-        parse(&["--admin-ui", "--admin-no-auth"]).validate().unwrap();
+        parse(&["--admin-ui", "--admin-no-auth"])
+            .validate()
+            .unwrap();
         let e = parse(&[
             "--admin-ui",
             "--admin-username",

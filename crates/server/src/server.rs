@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use actix_web::App;
 
+use crate::admin::ServerCounters;
 use crate::chat::store::{MemoryStore, Store, StoreLimits};
 use crate::chat::store_redis::{PresenceSettings, RedisStore};
 use crate::chat::{Chat, ChatSettings};
@@ -20,11 +21,10 @@ use crate::http::{self, AppState, Health};
 use crate::metrics::Metrics;
 use hubbub_engineio::serve::{self, Mounts, ServeOptions};
 use hubbub_engineio::{CloseReason, Engine, EngineConfig, OriginPolicy};
-use crate::admin::ServerCounters;
 use hubbub_redis::adapter::RedisAdapter;
 use hubbub_redis::admin_sessions::RedisAdminSessions;
-use hubbub_socketio::admin::{self, AdminSessionStore, MemorySessionStore};
 use hubbub_redis::link::RedisLink;
+use hubbub_socketio::admin::{self, AdminSessionStore, MemorySessionStore};
 use hubbub_socketio::{Adapter, Io, IoConfig, IoHandler, MemoryAdapter};
 
 /// Why the server could not run.

@@ -283,7 +283,10 @@ async fn authenticate(
     if let Some(origin) = socket.handshake().and_then(|h| h.origin.as_deref())
         && !settings.allowed_origins.iter().any(|o| o == origin)
     {
-        tracing::info!(origin, "admin namespace refused to a browser origin not listed");
+        tracing::info!(
+            origin,
+            "admin namespace refused to a browser origin not listed"
+        );
         return Err("origin not allowed".to_owned());
     }
     let AdminAuth::Basic {
@@ -362,7 +365,9 @@ fn register_commands(io: &Arc<Io>, admin: &Arc<Namespace>) {
         let io = weak.clone();
         // emit(nsp, filter, event, ...args)
         admin.on("emit", move |_, event| {
-            let Some(ns) = target(&io, &event) else { return };
+            let Some(ns) = target(&io, &event) else {
+                return;
+            };
             let (Ok(room), Some(Value::String(name))) = (filter(&event, 1), event.args.get(2))
             else {
                 tracing::debug!("malformed admin emit ignored");
@@ -378,7 +383,9 @@ fn register_commands(io: &Arc<Io>, admin: &Arc<Namespace>) {
         admin.on_async(command, move |_, event| {
             let io = io.clone();
             async move {
-                let Some(ns) = target(&io, &event) else { return };
+                let Some(ns) = target(&io, &event) else {
+                    return;
+                };
                 let (Some(Value::String(room)), Ok(room_filter)) =
                     (event.args.get(1), filter(&event, 2))
                 else {
@@ -401,7 +408,9 @@ fn register_commands(io: &Arc<Io>, admin: &Arc<Namespace>) {
         admin.on_async("_disconnect", move |_, event| {
             let io = io.clone();
             async move {
-                let Some(ns) = target(&io, &event) else { return };
+                let Some(ns) = target(&io, &event) else {
+                    return;
+                };
                 let close = event.args.get(1).and_then(Value::as_bool).unwrap_or(false);
                 let Ok(room_filter) = filter(&event, 2) else {
                     tracing::debug!("malformed admin _disconnect ignored");

@@ -176,7 +176,11 @@ pub fn aggregated_events(
         None,
         after.packets_out.saturating_sub(before.packets_out),
     );
-    push("bytesIn", None, after.bytes_in.saturating_sub(before.bytes_in));
+    push(
+        "bytesIn",
+        None,
+        after.bytes_in.saturating_sub(before.bytes_in),
+    );
     push(
         "bytesOut",
         None,
