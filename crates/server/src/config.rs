@@ -108,6 +108,16 @@ pub struct ServerConfig {
     #[arg(long, env = "HUBBUB_SHUTDOWN_DELAY_MS", default_value_t = 0)]
     pub shutdown_delay_ms: u64,
 
+    /// Seconds a disconnected client can come back and recover its session (same socket id,
+    /// nickname, every missed event), 0..=86400; 0 disables connection state recovery.
+    #[arg(long, env = "HUBBUB_RECOVERY_WINDOW_SECS", default_value_t = 120)]
+    pub recovery_window_secs: u64,
+
+    /// Broadcasts kept per namespace for recovery (in memory, or the Redis stream's length),
+    /// 1..=1000000; a client that missed more gets a fresh session.
+    #[arg(long, env = "HUBBUB_RECOVERY_MAX_EVENTS", default_value_t = 10_000)]
+    pub recovery_max_events: usize,
+
     /// Redis URL (`redis://[:password@]host:port/db` or `rediss://...`). Unset (and no
     /// Sentinels or cluster nodes either): one node, in-memory state.
     #[arg(long, env = "HUBBUB_REDIS_URL")]
@@ -214,6 +224,16 @@ impl ServerConfig {
         s.subscription_mode =
             SubscriptionMode::parse(&self.redis_subscription_mode).unwrap_or_default();
         Some(s)
+    }
+
+    /// Connection state recovery settings; `None` when disabled (`--recovery-window-secs 0`).
+    pub fn recovery_settings(&self) -> Option<hubbub_socketio::RecoverySettings> {
+        (self.recovery_window_secs > 0).then(|| hubbub_socketio::RecoverySettings {
+            window: Duration::from_secs(self.recovery_window_secs),
+            max_events: self.recovery_max_events,
+            // The replay is queued at once: it must fit in the client's outbound queue.
+            max_replay: self.outbound_queue,
+        })
     }
 
     /// Where Redis is: exactly one of `--redis-url`, `--redis-sentinels` (with
@@ -402,6 +422,20 @@ impl ServerConfig {
             "--presence-ttl-secs",
             "PRESENCE_TTL_SECS",
         )?;
+        range(
+            self.recovery_window_secs,
+            0,
+            86_400,
+            "--recovery-window-secs",
+            "RECOVERY_WINDOW_SECS",
+        )?;
+        range(
+            self.recovery_max_events,
+            1,
+            1_000_000,
+            "--recovery-max-events",
+            "RECOVERY_MAX_EVENTS",
+        )?;
         for origin in &self.cors_origins {
             let ok = origin == "*"
                 || ((origin.starts_with("http://") || origin.starts_with("https://"))
@@ -468,6 +502,15 @@ mod tests {
         assert_eq!(c.history_size, 10);
         assert_eq!(c.question_history, 20);
         assert!(c.cors_origins.is_empty());
+        let r = c.recovery_settings().unwrap();
+        assert_eq!(r.window, Duration::from_secs(120));
+        assert_eq!(r.max_events, 10_000);
+        assert_eq!(r.max_replay, c.outbound_queue);
+        assert!(
+            parse(&["--recovery-window-secs", "0"])
+                .recovery_settings()
+                .is_none()
+        );
     }
 
     #[test]
@@ -488,6 +531,15 @@ mod tests {
         assert_eq!(e.setting, "--path");
         let e = parse(&["--redis-url", "http://x"]).validate().unwrap_err();
         assert_eq!(e.setting, "--redis-url");
+        let e = parse(&["--recovery-window-secs", "86401"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "--recovery-window-secs");
+        assert!(e.to_string().contains("HUBBUB_RECOVERY_WINDOW_SECS"), "{e}");
+        let e = parse(&["--recovery-max-events", "0"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "--recovery-max-events");
     }
 
     #[test]

@@ -25,7 +25,9 @@ use hubbub_redis::adapter::RedisAdapter;
 use hubbub_redis::admin_sessions::RedisAdminSessions;
 use hubbub_redis::link::RedisLink;
 use hubbub_socketio::admin::{self, AdminSessionStore, MemorySessionStore};
-use hubbub_socketio::{Adapter, Io, IoConfig, IoHandler, MemoryAdapter};
+use hubbub_socketio::{
+    Adapter, Io, IoConfig, IoHandler, MemoryAdapter, MemoryRecoveryStore, Recovery,
+};
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -137,13 +139,25 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             }
         });
     }
-    let io = Io::new(
+    // One node only for now: with Redis the log must be shared by the replicas.
+    let one_node = redis.is_none();
+    let recovery = config
+        .recovery_settings()
+        .filter(|_| one_node)
+        .map(|settings| {
+            Arc::new(Recovery {
+                store: Arc::new(MemoryRecoveryStore::new(settings.window)),
+                settings,
+            })
+        });
+    let io = Io::with_recovery(
         IoConfig {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
             max_attachment_bytes: config.max_payload,
         },
         adapter,
         Arc::new(metrics.socket.clone()),
+        recovery,
     );
     let settings = ChatSettings {
         welcome: config.welcome.clone(),

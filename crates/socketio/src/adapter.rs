@@ -92,7 +92,8 @@ pub struct MemoryAdapter;
 #[async_trait]
 impl Adapter for MemoryAdapter {
     fn broadcast(&self, ns: &Arc<Namespace>, packet: BroadcastPacket, opts: BroadcastOptions) {
-        ns.deliver_local(&packet, &opts);
+        // With connection state recovery the packet is logged (offset appended) on the way.
+        ns.log_and_deliver(packet, &opts);
     }
 
     async fn server_count(&self, _ns: &Arc<Namespace>) -> usize {
