@@ -1,7 +1,8 @@
 //! What a client's first request carried (peer address, headers, query, URL, time),
 //! kept on its [`crate::Session`] for applications that show it, such as the Socket.IO
-//! Admin UI's socket details. Taken once at the handshake; never consulted by the
-//! Engine.IO layer itself.
+//! Admin UI's socket details. Taken once at the handshake, and only after
+//! [`crate::Engine::keep_handshakes`] (off by default: no copy of every session's headers);
+//! never consulted by the Engine.IO layer itself.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -187,8 +187,8 @@ impl Session {
         })
     }
 
-    /// What the handshake request carried (absent for sessions made without one,
-    /// in benchmarks and tests).
+    /// What the handshake request carried, when the engine keeps it
+    /// ([`crate::Engine::keep_handshakes`]; absent otherwise, and in benchmarks).
     pub fn handshake(&self) -> Option<&Handshake> {
         self.handshake.get().map(|h| &**h)
     }

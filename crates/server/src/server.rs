@@ -173,6 +173,9 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     );
     // Kept until the process ends: dropping it stops the admin UI's stats.
     let _admin = if config.admin.enabled {
+        // The dashboard shows each socket's handshake, and the admin namespace checks
+        // its Origin; without the admin UI no session keeps a copy of its request.
+        engine.keep_handshakes();
         let sessions: Arc<dyn AdminSessionStore> = match &redis {
             Some(redis) => Arc::new(RedisAdminSessions::new(redis.link.clone())),
             None => Arc::new(MemorySessionStore::default()),

@@ -123,6 +123,16 @@ impl Io {
     /// The namespace `name`, created on first use. Clients can only join
     /// namespaces created this way; others are refused.
     pub fn of(&self, name: &str) -> Arc<Namespace> {
+        self.of_with(name, true)
+    }
+
+    /// Like [`Io::of`], but a namespace created here never offers connection state
+    /// recovery (the admin UI's: it re-reads everything on reconnection).
+    pub fn of_without_recovery(&self, name: &str) -> Arc<Namespace> {
+        self.of_with(name, false)
+    }
+
+    fn of_with(&self, name: &str, recovery: bool) -> Arc<Namespace> {
         if let Some(ns) = self.namespaces.read().get(name) {
             return ns.clone();
         }
@@ -135,7 +145,7 @@ impl Io {
                 name,
                 self.adapter.clone(),
                 self.metrics.clone(),
-                self.recovery.clone(),
+                self.recovery.clone().filter(|_| recovery),
             );
             if let Some(o) = self.observer.get() {
                 ns.set_observer(o.clone());

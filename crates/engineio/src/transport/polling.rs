@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 
 use super::super::packet::Frame;
 use super::super::payload;
-use super::super::{CloseReason, Engine, EngineError, Handshake, Session, Transport};
+use super::super::{CloseReason, Engine, EngineError, Session, Transport};
 
 /// How long a GET that arrives during an upgrade waits for the upgrade to settle.
 const UPGRADE_SETTLE: Duration = Duration::from_millis(50);
@@ -32,7 +32,7 @@ pub(crate) fn handshake(
     engine: &Arc<Engine>,
     head: &actix_http::RequestHead,
 ) -> Result<HttpResponse, EngineError> {
-    let session = engine.open_session(Transport::Polling, Handshake::from_head(head))?;
+    let session = engine.open_session(Transport::Polling, head)?;
     let open = engine.open_frame(&session, Transport::Polling);
     let Frame::Text(text) = open else {
         unreachable!("the open packet is text")

@@ -208,7 +208,9 @@ pub fn install(
         validate_password_hash(password_hash)?;
     }
     let settings = Arc::new(settings);
-    let admin = io.of(&settings.namespace);
+    // No connection state recovery: offsets would ride on the UI's events, and a
+    // reconnecting dashboard re-reads everything anyway.
+    let admin = io.of_without_recovery(&settings.namespace);
     let development = settings.mode == AdminMode::Development;
 
     {

@@ -48,7 +48,7 @@ pub(crate) use io::{close_gracefully, write_all};
 
 use super::super::packet::{Frame, Packet};
 use super::super::session::RX_HANDOVER;
-use super::super::{CloseReason, Engine, EngineError, Handshake, Session, Transport};
+use super::super::{CloseReason, Engine, EngineError, Session, Transport};
 
 /// A WebSocket accepted for a session: the 101 answer, the writing side
 /// and what the reading side will do.
@@ -94,7 +94,7 @@ pub(crate) fn accept(
     let link = Arc::new(Link::default());
     let (session, read) = match sid {
         None => {
-            let session = engine.open_session(Transport::WebSocket, Handshake::from_head(head))?;
+            let session = engine.open_session(Transport::WebSocket, head)?;
             link.control(Control::Packet(
                 engine.open_frame(&session, Transport::WebSocket),
             ));
