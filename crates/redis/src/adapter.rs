@@ -29,6 +29,7 @@ use super::wire::{
     ResponseFrame, Selector, Target,
 };
 use crate::link::{InboundHandler, MessageKind, RedisLink, now_micros};
+use crate::recovery::RedisRecovery;
 use hubbub_socketio::adapter::AdapterError;
 use hubbub_socketio::broadcast::BroadcastFlags;
 use hubbub_socketio::{Adapter, BroadcastOptions, BroadcastPacket, Namespace, SocketInfo};
@@ -60,6 +61,8 @@ pub struct RedisAdapter {
     namespaces: RwLock<HashMap<String, NamespaceEntry>>,
     pending: Mutex<HashMap<String, Pending>>,
     server_side: RwLock<Option<ServerSideHandler>>,
+    /// Connection state recovery: broadcasts go through its stream log (see `recovery.rs`).
+    recovery: RwLock<Option<Arc<RedisRecovery>>>,
     me: Weak<RedisAdapter>,
 }
 
@@ -70,7 +73,8 @@ fn to_selector(opts: &BroadcastOptions) -> Selector {
     }
 }
 
-fn from_selector(selector: &Selector) -> BroadcastOptions {
+/// The Socket.IO options of a wire selector.
+pub(crate) fn from_selector(selector: &Selector) -> BroadcastOptions {
     BroadcastOptions {
         rooms: selector
             .rooms
@@ -121,6 +125,7 @@ impl RedisAdapter {
             namespaces: RwLock::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             server_side: RwLock::new(None),
+            recovery: RwLock::new(None),
             me: me.clone(),
         });
         link.set_handler(adapter.clone());
@@ -130,6 +135,12 @@ impl RedisAdapter {
     /// This node's uid on the wire.
     pub fn uid(&self) -> &str {
         &self.uid
+    }
+
+    /// Logs every broadcast in `recovery`'s stream (connection state recovery). Call before
+    /// the first namespace is created.
+    pub fn set_recovery(&self, recovery: Arc<RedisRecovery>) {
+        *self.recovery.write() = Some(recovery);
     }
 
     /// Sets the handler of server-side events from other nodes (`serverSideEmit`).
@@ -229,11 +240,24 @@ impl RedisAdapter {
                 return;
             }
         };
-        if msg.uid == self.uid {
-            return; // our own, already delivered locally
-        }
         if msg.packet.nsp != ns.name() {
             return;
+        }
+        let recovery = self.recovery.read().clone();
+        if let Some(offset) = recovery.and_then(|r| r.offset_of(&msg.packet.data.value)) {
+            // A logged broadcast, ours included: every replica delivers it now, in log order.
+            if let Some(t) = msg.sent_at_us {
+                self.link.observe_lag(t);
+            }
+            let packet = BroadcastPacket {
+                data: msg.packet.data.value,
+                binary: msg.packet.data.attachments,
+            };
+            ns.deliver_logged(&packet, &from_selector(&msg.opts.selector), offset);
+            return;
+        }
+        if msg.uid == self.uid {
+            return; // our own, already delivered locally
         }
         if let Some(t) = msg.sent_at_us {
             self.link.observe_lag(t);
@@ -504,6 +528,9 @@ impl InboundHandler for RedisAdapter {
 #[async_trait]
 impl Adapter for RedisAdapter {
     fn init_namespace(&self, ns: &Arc<Namespace>) {
+        if let Some(recovery) = self.recovery.read().as_ref() {
+            recovery.init_namespace(ns);
+        }
         let channels = Channels::new(&self.key, ns.name(), &self.uid);
         let subscribe = (
             vec![
@@ -524,7 +551,33 @@ impl Adapter for RedisAdapter {
         tokio::spawn(async move { link.subscribe(&subscribe.0, &subscribe.1).await });
     }
 
-    fn broadcast(&self, ns: &Arc<Namespace>, packet: BroadcastPacket, opts: BroadcastOptions) {
+    fn broadcast(&self, ns: &Arc<Namespace>, mut packet: BroadcastPacket, opts: BroadcastOptions) {
+        let recovery = self.recovery.read().clone();
+        if let Some(recovery) = recovery
+            && !opts.flags.local
+            && let Value::Array(items) = &mut packet.data
+        {
+            // Logged: one script call appends it to the stream and publishes it with its
+            // offset; this replica delivers it when it comes back, like the others.
+            items.push(Value::String(recovery.placeholder().to_owned()));
+            let wire_opts = BroadcastOpts {
+                selector: to_selector(&opts),
+                flags: wire::BroadcastFlags::default(),
+            };
+            let bytes = wire::encode_event_broadcast(
+                &self.uid,
+                ns.name(),
+                &packet.data,
+                &packet.binary,
+                &wire_opts,
+                Some(now_micros()),
+            );
+            let channel = self
+                .channels(ns.name())
+                .broadcast_channel(&wire_opts.selector.rooms);
+            recovery.log(ns, channel, bytes, packet, opts);
+            return;
+        }
         if !opts.flags.local {
             let wire_opts = BroadcastOpts {
                 selector: to_selector(&opts),

@@ -22,8 +22,9 @@ use hubbub_engineio::serve::{self, Mounts, ServeOptions};
 use hubbub_engineio::{CloseReason, Engine, EngineConfig, OriginPolicy};
 use hubbub_redis::adapter::RedisAdapter;
 use hubbub_redis::link::RedisLink;
+use hubbub_redis::recovery::RedisRecovery;
 use hubbub_socketio::{
-    Adapter, Io, IoConfig, IoHandler, MemoryAdapter, MemoryRecoveryStore, Recovery,
+    Adapter, Io, IoConfig, IoHandler, MemoryAdapter, MemoryRecoveryStore, Recovery, RecoveryStore,
 };
 
 /// Why the server could not run.
@@ -58,21 +59,35 @@ pub fn engine_config(config: &ServerConfig) -> EngineConfig {
     }
 }
 
-/// The storage and broadcast back ends for this configuration, and the Redis handles to
-/// withdraw presence and close connections at shutdown (when Redis is configured).
-async fn backends(
-    config: &ServerConfig,
-    metrics: &Arc<Metrics>,
-) -> Result<(Arc<dyn Store>, Arc<dyn Adapter>, Option<RedisBackend>), ServerError> {
+/// The back ends for a configuration: storage, broadcast, Redis handles, recovery.
+type Backends = (
+    Arc<dyn Store>,
+    Arc<dyn Adapter>,
+    Option<RedisBackend>,
+    Option<Arc<Recovery>>,
+);
+
+/// The storage, broadcast and connection-state-recovery back ends for this configuration,
+/// and the Redis handles to withdraw presence and close connections at shutdown (when Redis
+/// is configured).
+async fn backends(config: &ServerConfig, metrics: &Arc<Metrics>) -> Result<Backends, ServerError> {
     let limits = StoreLimits {
         history_size: config.history_size,
         question_history: config.question_history,
     };
     let Some(settings) = config.redis_settings() else {
+        // One node: sessions and the log of broadcasts in memory.
+        let recovery = config.recovery_settings().map(|settings| {
+            Arc::new(Recovery {
+                store: Arc::new(MemoryRecoveryStore::new(settings.window)),
+                settings,
+            })
+        });
         return Ok((
             Arc::new(MemoryStore::new(limits)),
             Arc::new(MemoryAdapter),
             None,
+            recovery,
         ));
     };
     // Sentinels and cluster seeds are asked first, so that a wrong list, master name or a
@@ -104,7 +119,19 @@ async fn backends(
     let store = RedisStore::new(link.clone(), limits, presence);
     store.start_heartbeat();
     let adapter = RedisAdapter::new(link.clone());
-    Ok((store.clone(), adapter, Some(RedisBackend { store, link })))
+    // Replicas: sessions and the stream of broadcasts in Redis; the adapter logs through it.
+    let recovery = config.recovery_settings().map(|settings| {
+        let log = RedisRecovery::start(link.clone(), settings.clone());
+        adapter.set_recovery(log.clone());
+        let store: Arc<dyn RecoveryStore> = log;
+        Arc::new(Recovery { store, settings })
+    });
+    Ok((
+        store.clone(),
+        adapter,
+        Some(RedisBackend { store, link }),
+        recovery,
+    ))
 }
 
 /// What shutdown needs of the Redis back end.
@@ -117,7 +144,7 @@ struct RedisBackend {
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let metrics = Arc::new(Metrics::new());
     let health = Health::new();
-    let (store, adapter, redis) = backends(&config, &metrics).await?;
+    let (store, adapter, redis, recovery) = backends(&config, &metrics).await?;
     {
         let store = store.clone();
         health.add_check("store", move || store.is_ready());
@@ -133,17 +160,6 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             }
         });
     }
-    // One node only for now: with Redis the log must be shared by the replicas.
-    let one_node = redis.is_none();
-    let recovery = config
-        .recovery_settings()
-        .filter(|_| one_node)
-        .map(|settings| {
-            Arc::new(Recovery {
-                store: Arc::new(MemoryRecoveryStore::new(settings.window)),
-                settings,
-            })
-        });
     let io = Io::with_recovery(
         IoConfig {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
@@ -160,6 +176,13 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         rate_burst: config.rate_burst,
     };
     Chat::new(store, settings, metrics.chat.clone()).register(&io);
+    {
+        // With Redis, a replica offers recovery once it has read the log's head.
+        let io = io.clone();
+        health.add_check("recovery", move || {
+            io.namespaces().iter().all(|ns| ns.recovery_ready())
+        });
+    }
     let engine = Engine::new(
         engine_config(&config),
         Arc::new(IoHandler(io)),

@@ -133,6 +133,12 @@ impl Namespace {
         self.recovery.is_some() && self.delivery.lock().head.is_some()
     }
 
+    /// Ready as far as recovery goes: off, or the log head is known (a Redis-backed node
+    /// learns it once Redis answers; until then new sockets get no `pid`).
+    pub fn recovery_ready(&self) -> bool {
+        self.recovery.is_none() || self.delivery.lock().head.is_some()
+    }
+
     /// Sets the log head when it is not known yet (a Redis-backed node, once it has read the
     /// stream's newest id at start-up). Used by adapters that log broadcasts themselves.
     pub fn init_log_head(&self, head: Offset) {
