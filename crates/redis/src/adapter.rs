@@ -244,13 +244,18 @@ impl RedisAdapter {
             return;
         }
         let recovery = self.recovery.read().clone();
-        if let Some(offset) = recovery.and_then(|r| r.offset_of(&msg.packet.data.value)) {
-            // A logged broadcast, ours included: every replica delivers it now, in log order.
+        if let Some(offset) = recovery.and_then(|r| r.offset_of(payload)) {
+            // A logged broadcast, ours included: every replica delivers it now, in log order,
+            // with its offset appended once before the one encoding its recipients share.
             if let Some(t) = msg.sent_at_us {
                 self.link.observe_lag(t);
             }
+            let mut data = msg.packet.data.value;
+            if let Value::Array(items) = &mut data {
+                items.push(Value::String(crate::recovery::wire_offset(offset)));
+            }
             let packet = BroadcastPacket {
-                data: msg.packet.data.value,
+                data,
                 binary: msg.packet.data.attachments,
             };
             ns.deliver_logged(&packet, &from_selector(&msg.opts.selector), offset);
@@ -551,15 +556,13 @@ impl Adapter for RedisAdapter {
         tokio::spawn(async move { link.subscribe(&subscribe.0, &subscribe.1).await });
     }
 
-    fn broadcast(&self, ns: &Arc<Namespace>, mut packet: BroadcastPacket, opts: BroadcastOptions) {
+    fn broadcast(&self, ns: &Arc<Namespace>, packet: BroadcastPacket, opts: BroadcastOptions) {
         let recovery = self.recovery.read().clone();
         if let Some(recovery) = recovery
             && !opts.flags.local
-            && let Value::Array(items) = &mut packet.data
         {
             // Logged: one script call appends it to the stream and publishes it with its
             // offset; this replica delivers it when it comes back, like the others.
-            items.push(Value::String(recovery.placeholder().to_owned()));
             let wire_opts = BroadcastOpts {
                 selector: to_selector(&opts),
                 flags: wire::BroadcastFlags::default(),

@@ -2,15 +2,16 @@
 //! `hubbub_socketio::RecoveryStore`, and the log of broadcasts the Redis adapter writes.
 //!
 //! - **The log** is one Redis Stream per namespace, `<key-prefix>:recovery:<nsp>`, trimmed to
-//!   exactly `--recovery-max-events` entries. A broadcast is one `EVALSHA` of [`LOG_SCRIPT`]:
-//!   `XADD` of the adapter's MessagePack broadcast, then `PUBLISH` of the same bytes with the
-//!   entry id written into the offset argument. Both happen in one atomic script, so the
-//!   order of the stream is the order in which every replica receives the broadcasts; the
-//!   stream id is the offset the clients get (zero-padded to a fixed width, `ms-seq` with 16
-//!   digits each, so the script can write it in place of a placeholder of the same length).
-//!   Every replica, the sender included, delivers logged broadcasts when they come back from
-//!   Redis, in that order. One command per broadcast whatever the fan-out; commands are
-//!   pipelined in order by one writer task.
+//!   exactly `--recovery-max-events` entries. A broadcast is one `EVAL` of [`LOG_SCRIPT`]:
+//!   `XADD` of the adapter's MessagePack broadcast `[uid, packet, opts, sent_at]`, then
+//!   `PUBLISH` of the same message with the entry id as a fifth element. Both happen in one
+//!   atomic script, so the order of the stream is the order in which every replica receives
+//!   the broadcasts. The Node adapter reads only the first three elements, so Node peers get
+//!   exactly the arguments that were emitted; hubbub replicas append the id (zero-padded,
+//!   `ms-seq` with 16 digits each) to the arguments once before their one encoding: it is the
+//!   offset their clients get. Every replica, the sender included, delivers logged broadcasts
+//!   when they come back from Redis, in that order. One command per broadcast whatever the
+//!   fan-out; commands are pipelined in order by one writer task.
 //! - **Sessions** are `<key-prefix>:recovery:session:<pid>` strings (`owner\njson`), written
 //!   when a socket connects and whenever its rooms or data change, with a TTL of the window
 //!   plus two refresh periods that a background task renews for the connected sockets of
@@ -45,16 +46,17 @@ use crate::wire;
 use hubbub_socketio::recovery::{Failure, LoggedEvent, Offset, RecoverySettings, SessionRecord};
 use hubbub_socketio::{BroadcastOptions, BroadcastPacket, Namespace, RecoveryStore};
 
-/// `XADD` then `PUBLISH` with the entry id written over the placeholder (see the module doc).
-/// KEYS[1] the stream; ARGV: max length, channel, payload, 1-based position of the placeholder.
+/// `XADD` then `PUBLISH` with the entry id appended to the MessagePack array (see the module
+/// doc): the array header `0x94` (four elements) becomes `0x95`, and the id follows as a
+/// 33-byte `str8` (`0xd9 0x21`). KEYS[1] the stream; ARGV: max length, channel, payload.
 pub const LOG_SCRIPT: &str = r#"
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'p', ARGV[3])
 local dash = string.find(id, '-', 1, true)
 local ms = string.sub(id, 1, dash - 1)
 local seq = string.sub(id, dash + 1)
 local offset = string.rep('0', 16 - #ms) .. ms .. '-' .. string.rep('0', 16 - #seq) .. seq
-local pos = tonumber(ARGV[4])
-redis.call('PUBLISH', ARGV[2], string.sub(ARGV[3], 1, pos - 1) .. offset .. string.sub(ARGV[3], pos + 33))
+local msg = ARGV[3]
+redis.call('PUBLISH', ARGV[2], string.char(string.byte(msg, 1) + 1) .. string.sub(msg, 2) .. '\217\033' .. offset)
 return id
 "#;
 
@@ -79,14 +81,19 @@ pub fn wire_offset(offset: Offset) -> String {
     format!("{:016}-{:016}", offset.ms, offset.seq)
 }
 
-/// The offset at the end of a logged broadcast's arguments: a string of exactly
-/// [`OFFSET_WIDTH`] that parses as an offset.
-pub fn logged_offset(data: &Json) -> Option<Offset> {
-    let last = data.as_array()?.last()?.as_str()?;
-    if last.len() != OFFSET_WIDTH {
+/// The stream id [`LOG_SCRIPT`] appended to a published broadcast: a five-element array
+/// ending with a 33-byte string that parses as an offset. Looked up in the raw bytes, without
+/// decoding the message again.
+pub fn appended_offset(payload: &[u8]) -> Option<Offset> {
+    let n = payload.len();
+    if n < OFFSET_WIDTH + 3 || payload[0] != 0x95 {
         return None;
     }
-    last.parse().ok()
+    let tail = &payload[n - OFFSET_WIDTH - 2..];
+    if tail[0] != 0xd9 || tail[1] as usize != OFFSET_WIDTH {
+        return None;
+    }
+    std::str::from_utf8(&tail[2..]).ok()?.parse().ok()
 }
 
 /// A session write, applied in order by the writer task.
@@ -115,7 +122,6 @@ struct Logged {
     stream: String,
     channel: String,
     payload: Bytes,
-    placeholder_at: usize,
     /// For local delivery without an offset when Redis cannot be reached.
     packet: BroadcastPacket,
     opts: BroadcastOptions,
@@ -129,9 +135,6 @@ pub struct RedisRecovery {
     link: RedisLink,
     settings: RecoverySettings,
     key_prefix: String,
-    /// The placeholder the adapter puts where the offset goes: random per process, of the
-    /// offset's width, so that no user string is mistaken for it.
-    placeholder: String,
     connected: Mutex<Connected>,
     writes: mpsc::UnboundedSender<Write>,
     logs: mpsc::Sender<Logged>,
@@ -157,19 +160,10 @@ impl RedisRecovery {
         let (writes, writes_rx) = mpsc::unbounded_channel();
         let (logs, logs_rx) = mpsc::channel(LOG_QUEUE);
         let refresh = (settings.window / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
-        let placeholder = {
-            const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-            let mut s = String::from("hubbub:offset:");
-            while s.len() < OFFSET_WIDTH {
-                s.push(ALPHABET[rand::random_range(0..ALPHABET.len())] as char);
-            }
-            s
-        };
         let store = Arc::new(RedisRecovery {
             key_prefix: link.settings().key_prefix.clone(),
             link,
             settings,
-            placeholder,
             connected: Mutex::new(HashMap::new()),
             writes,
             logs,
@@ -200,19 +194,14 @@ impl RedisRecovery {
         (self.settings.window + 2 * self.refresh).as_millis() as i64
     }
 
-    /// The placeholder string the adapter appends to a logged broadcast's arguments.
-    pub fn placeholder(&self) -> &str {
-        &self.placeholder
+    /// The offset a received broadcast carries, if it was logged (see [`appended_offset`]).
+    pub fn offset_of(&self, payload: &[u8]) -> Option<Offset> {
+        appended_offset(payload)
     }
 
-    /// The offset a received broadcast carries as its last argument, if it was logged.
-    pub fn offset_of(&self, data: &Json) -> Option<Offset> {
-        logged_offset(data)
-    }
-
-    /// Queues a broadcast to be logged and published; `payload` is its adapter encoding with
-    /// the placeholder as the last argument. When the queue is full or Redis fails, the
-    /// broadcast is delivered to this replica's sockets only, without an offset.
+    /// Queues a broadcast to be logged and published; `payload` is its adapter encoding
+    /// (`[uid, packet, opts, sent_at]`). When the queue is full or Redis fails, the broadcast
+    /// is delivered to this replica's sockets only, without an offset.
     pub fn log(
         &self,
         ns: &Arc<Namespace>,
@@ -221,17 +210,16 @@ impl RedisRecovery {
         packet: BroadcastPacket,
         opts: BroadcastOptions,
     ) {
-        let Some(at) = find(&payload, self.placeholder.as_bytes()) else {
-            tracing::warn!("logged broadcast without its placeholder; delivered locally");
-            ns.deliver_local(&strip_last(packet), &opts);
+        if payload.first() != Some(&0x94) {
+            // Not the four-element array the script extends (never happens for hubbub's own).
+            ns.deliver_local(&packet, &opts);
             return;
-        };
+        }
         let item = Logged {
             ns: Arc::downgrade(ns),
             stream: self.stream_key(ns.name()),
             channel,
             payload: Bytes::from(payload),
-            placeholder_at: at + 1,
             packet,
             opts,
         };
@@ -240,7 +228,7 @@ impl RedisRecovery {
                 mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i) => i,
             };
             tracing::warn!("recovery log queue full; broadcast delivered locally only");
-            ns.deliver_local(&strip_last(item.packet), &item.opts);
+            ns.deliver_local(&item.packet, &item.opts);
         }
     }
 
@@ -315,19 +303,6 @@ fn stream_entries(reply: RedisValue) -> Vec<(Offset, Bytes)> {
             None
         })
         .collect()
-}
-
-/// The packet with its last argument (the placeholder) removed.
-fn strip_last(mut packet: BroadcastPacket) -> BroadcastPacket {
-    if let Json::Array(items) = &mut packet.data {
-        items.pop();
-    }
-    packet
-}
-
-/// Position of `needle` in `haystack`, searching from the end (the offset is the last argument).
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).rposition(|w| w == needle)
 }
 
 #[async_trait]
@@ -427,7 +402,6 @@ impl RecoveryStore for RedisRecovery {
             };
             let mut data = msg.packet.data.value;
             if let Json::Array(items) = &mut data {
-                items.pop();
                 items.push(Json::String(wire_offset(offset)));
             }
             let packet = BroadcastPacket {
@@ -527,7 +501,6 @@ async fn log_writer(weak: Weak<RedisRecovery>, mut rx: mpsc::Receiver<Logged>) {
                         RedisValue::from(max.as_str()),
                         RedisValue::from(l.channel.as_str()),
                         RedisValue::Bytes(l.payload.clone()),
-                        RedisValue::from(l.placeholder_at as i64),
                     ],
                 )
             })
@@ -555,7 +528,7 @@ async fn log_writer(weak: Weak<RedisRecovery>, mut rx: mpsc::Receiver<Logged>) {
                 tracing::warn!(%error, broadcasts = batch.len(), "broadcasts not logged; delivered on this replica only");
                 for l in batch.drain(..) {
                     if let Some(ns) = l.ns.upgrade() {
-                        ns.deliver_local(&strip_last(l.packet), &l.opts);
+                        ns.deliver_local(&l.packet, &l.opts);
                     }
                 }
             }
@@ -608,16 +581,6 @@ mod tests {
     }
 
     #[test]
-    fn the_placeholder_is_found_from_the_end() {
-        let p = b"hubbub:offset:aaaaaaaaaaaaaaaaaaa";
-        let mut payload = b"xx".to_vec();
-        payload.extend_from_slice(p);
-        payload.extend_from_slice(b"yy");
-        assert_eq!(find(&payload, p), Some(2));
-        assert_eq!(find(b"short", p), None);
-    }
-
-    #[test]
     fn stream_replies_become_ids_and_payloads() {
         let reply = RedisValue::Array(vec![
             RedisValue::Array(vec![
@@ -644,13 +607,30 @@ mod tests {
     }
 
     #[test]
-    fn only_a_fixed_width_offset_as_last_argument_counts() {
-        let offset_of = logged_offset;
-        assert_eq!(
-            offset_of(&json!(["messages", {"a": 1}, "0000000000000005-0000000000000001"])),
-            Some(Offset { ms: 5, seq: 1 })
+    fn the_appended_offset_is_read_from_the_raw_message_only_when_the_script_added_it() {
+        let four = crate::wire::encode_event_broadcast(
+            "uid",
+            "/",
+            &json!(["messages", {"a": 1}]),
+            &[],
+            &crate::wire::BroadcastOpts::default(),
+            Some(1),
         );
-        assert_eq!(offset_of(&json!(["messages", "5-1"])), None);
-        assert_eq!(offset_of(&json!(["messages", {"a": 1}])), None);
+        assert_eq!(four[0], 0x94);
+        assert_eq!(appended_offset(&four), None);
+        // What the script publishes: the header bumped, the id appended as a str8.
+        let mut five = four.clone();
+        five[0] = 0x95;
+        five.extend_from_slice(&[0xd9, 33]);
+        five.extend_from_slice(b"0000000000000005-0000000000000001");
+        assert_eq!(appended_offset(&five), Some(Offset { ms: 5, seq: 1 }));
+        // Still a valid broadcast for any decoder: the fifth element is ignored.
+        let msg = crate::wire::decode_broadcast(&five).unwrap();
+        assert_eq!(msg.packet.data.value, json!(["messages", {"a": 1}]));
+        assert_eq!(msg.sent_at_us, Some(1));
+        let mut bad = five.clone();
+        let n = bad.len();
+        bad[n - 1] = b'x';
+        assert_eq!(appended_offset(&bad), None);
     }
 }
