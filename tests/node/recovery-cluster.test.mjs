@@ -7,6 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { once } from "node:events";
+import net from "node:net";
 import { binary, startServer, connect, until, get, startRedis, startProxy } from "./helpers.mjs";
 
 const SERVER = binary("hubbub-server");
@@ -134,6 +135,54 @@ test("three replicas, fifty messages, two replica changes in the middle: all fif
   } finally {
     clients.forEach((s) => s.close());
     await proxy.close();
+    await Promise.all(servers.map((s) => s.stop("SIGKILL")));
+    await redis.stop();
+  }
+});
+
+/** `INFO commandstats` of the redis-server on `port`: command name -> calls. */
+async function commandCalls(port) {
+  const socket = net.connect(port, "127.0.0.1");
+  await once(socket, "connect");
+  socket.write("INFO commandstats\r\n");
+  let text = "";
+  socket.setEncoding("utf8");
+  for await (const chunk of socket) {
+    text += chunk;
+    const header = text.match(/^\$(\d+)\r\n/);
+    if (header && Buffer.byteLength(text) >= header[0].length + Number(header[1]) + 2) break;
+  }
+  socket.destroy();
+  const calls = {};
+  for (const m of text.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)) calls[m[1]] = Number(m[2]);
+  return calls;
+}
+
+test("a broadcast costs one script call (one XADD, one PUBLISH) whatever the fan-out", async () => {
+  const redis = await startRedis();
+  const servers = await replicas(redis, 3);
+  const clients = [];
+  try {
+    // Six listeners spread over the three replicas, one sender.
+    const ann = await chatClient(servers[0].url);
+    clients.push(ann);
+    await ann.emitWithAck("join", "ann");
+    for (let i = 0; i < 6; i++) {
+      const c = await chatClient(servers[i % 3].url);
+      clients.push(c);
+      await c.emitWithAck("join", `listener${i}`);
+    }
+    const listeners = clients.slice(1);
+    const before = await commandCalls(redis.port);
+    for (let i = 1; i <= 20; i++) await ann.emitWithAck("messages", `n${i}`);
+    for (const c of listeners) await until(c, "messages", () => textsFrom(c, "ann").length === 20);
+    const after = await commandCalls(redis.port);
+    const delta = (name) => (after[name] || 0) - (before[name] || 0);
+    assert.equal(delta("xadd"), 20, "one XADD per broadcast");
+    assert.equal(delta("publish"), 20, "one PUBLISH per broadcast");
+    assert.equal(delta("xrange") + delta("getdel"), 0, "nothing is read back while nobody recovers");
+  } finally {
+    clients.forEach((s) => s.close());
     await Promise.all(servers.map((s) => s.stop("SIGKILL")));
     await redis.stop();
   }

@@ -175,6 +175,15 @@ pub struct ServerConfig {
     #[arg(long, env = "HUBBUB_PRESENCE_TTL_SECS", default_value_t = 15)]
     pub presence_ttl_secs: u64,
 
+    /// RabbitMQ URL (`amqp://user:pass@host:5672/vhost` or `amqps://...`): cross-replica
+    /// traffic goes through RabbitMQ; Redis, when also set, keeps only the stored state.
+    #[arg(long, env = "HUBBUB_AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
+
+    /// Prefix of the RabbitMQ exchange and queue names (`<prefix>.fanout`, `<prefix>.direct`, `<prefix>.replica.*`).
+    #[arg(long, env = "HUBBUB_AMQP_PREFIX", default_value = "hubbub")]
+    pub amqp_prefix: String,
+
     /// Log filter in tracing syntax, e.g. `info` or `hubbub=debug,actix_web=info`.
     #[arg(long = "log", env = "HUBBUB_LOG", default_value = "info")]
     pub log: String,
@@ -219,6 +228,14 @@ impl ServerConfig {
         s.key_prefix = self.redis_key_prefix.clone();
         s.subscription_mode =
             SubscriptionMode::parse(&self.redis_subscription_mode).unwrap_or_default();
+        Some(s)
+    }
+
+    /// The RabbitMQ link's settings, or `None` when `--amqp-url` is unset.
+    pub fn amqp_settings(&self) -> Option<hubbub_amqp::link::AmqpSettings> {
+        let url = self.amqp_url.as_ref()?;
+        let mut s = hubbub_amqp::link::AmqpSettings::new(url.clone());
+        s.prefix = self.amqp_prefix.clone();
         Some(s)
     }
 
@@ -455,6 +472,31 @@ impl ServerConfig {
                 reason: "must start with redis:// or rediss://".into(),
             });
         }
+        if let Some(settings) = self.amqp_settings()
+            && let Err(e) = settings.uri()
+        {
+            return Err(ConfigError {
+                setting: "--amqp-url",
+                env: "AMQP_URL",
+                reason: match e {
+                    hubbub_amqp::link::AmqpError::Url(why) => why,
+                    other => other.to_string(),
+                },
+            });
+        }
+        let prefix_ok = !self.amqp_prefix.is_empty()
+            && self.amqp_prefix.len() <= 64
+            && self
+                .amqp_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !prefix_ok {
+            return Err(ConfigError {
+                setting: "--amqp-prefix",
+                env: "AMQP_PREFIX",
+                reason: "1 to 64 characters among a-z A-Z 0-9 - _ .".into(),
+            });
+        }
         self.redis_topology()?;
         if self.redis_channel_prefix.is_empty() || self.redis_key_prefix.is_empty() {
             return Err(ConfigError {
@@ -546,6 +588,31 @@ mod tests {
             c.cors_origins,
             vec!["https://a.example", "http://localhost:3000"]
         );
+    }
+
+    #[test]
+    fn amqp_settings_come_from_the_flags_and_are_checked() {
+        let c = parse(&[
+            "--amqp-url",
+            "amqp://u:p@127.0.0.1:5673/chat",
+            "--amqp-prefix",
+            "room1",
+        ]);
+        c.validate().unwrap();
+        let s = c.amqp_settings().unwrap();
+        assert_eq!(s.url, "amqp://u:p@127.0.0.1:5673/chat");
+        assert_eq!(s.prefix, "room1");
+        assert!(ServerConfig::default().amqp_settings().is_none());
+        parse(&["--amqp-url", "amqps://rabbit.example/"])
+            .validate()
+            .unwrap();
+        for bad in ["redis://x", "amqp://h:port/", "rabbit.example"] {
+            let e = parse(&["--amqp-url", bad]).validate().unwrap_err();
+            assert_eq!(e.setting, "--amqp-url", "{bad}");
+            assert!(e.to_string().contains("HUBBUB_AMQP_URL"), "{e}");
+        }
+        let e = parse(&["--amqp-prefix", "a b"]).validate().unwrap_err();
+        assert_eq!(e.setting, "--amqp-prefix");
     }
 
     #[test]

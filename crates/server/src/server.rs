@@ -18,6 +18,8 @@ use crate::chat::{Chat, ChatSettings};
 use crate::config::ServerConfig;
 use crate::http::{self, AppState, Health};
 use crate::metrics::Metrics;
+use hubbub_amqp::adapter::AmqpAdapter;
+use hubbub_amqp::link::AmqpLink;
 use hubbub_engineio::serve::{self, Mounts, ServeOptions};
 use hubbub_engineio::{CloseReason, Engine, EngineConfig, OriginPolicy};
 use hubbub_redis::adapter::RedisAdapter;
@@ -44,6 +46,9 @@ pub enum ServerError {
     /// The Redis back end could not be set up.
     #[error("redis: {0}")]
     Redis(String),
+    /// The RabbitMQ back end could not be set up (bad URL, refused credentials or vhost).
+    #[error("{0}")]
+    Amqp(#[from] hubbub_amqp::link::AmqpError),
 }
 
 /// The Engine.IO settings from the server configuration.
@@ -59,36 +64,49 @@ pub fn engine_config(config: &ServerConfig) -> EngineConfig {
     }
 }
 
-/// The back ends for a configuration: storage, broadcast, Redis handles, recovery.
-type Backends = (
-    Arc<dyn Store>,
-    Arc<dyn Adapter>,
-    Option<RedisBackend>,
-    Option<Arc<Recovery>>,
-);
-
-/// The storage, broadcast and connection-state-recovery back ends for this configuration,
-/// and the Redis handles to withdraw presence and close connections at shutdown (when Redis
-/// is configured).
+/// The storage and broadcast back ends for this configuration, and the Redis handles to
+/// withdraw presence and close connections at shutdown (when Redis is configured).
+///
+/// | `--redis-url` | `--amqp-url` | stored state (history, presence) | cross-replica traffic |
+/// |---|---|---|---|
+/// | unset | unset | memory | none (one replica) |
+/// | set | unset | Redis | Redis pub/sub |
+/// | set | set | Redis | RabbitMQ (Redis carries no pub/sub) |
+/// | unset | set | memory, per replica | RabbitMQ |
 async fn backends(config: &ServerConfig, metrics: &Arc<Metrics>) -> Result<Backends, ServerError> {
     let limits = StoreLimits {
         history_size: config.history_size,
         question_history: config.question_history,
     };
+    // Checks the URL and tries once: a refused user or vhost stops start-up here; an
+    // unreachable broker is retried in the background (/readyz 503 until it answers).
+    let amqp = match config.amqp_settings() {
+        Some(settings) => Some(AmqpLink::start(settings, &metrics.registry).await?),
+        None => None,
+    };
     let Some(settings) = config.redis_settings() else {
-        // One node: sessions and the log of broadcasts in memory.
-        let recovery = config.recovery_settings().map(|settings| {
-            Arc::new(Recovery {
-                store: Arc::new(MemoryRecoveryStore::new(settings.window)),
-                settings,
-            })
-        });
-        return Ok((
-            Arc::new(MemoryStore::new(limits)),
-            Arc::new(MemoryAdapter),
-            None,
+        let adapter: Arc<dyn Adapter> = match &amqp {
+            Some(link) => AmqpAdapter::new(link.clone()),
+            None => Arc::new(MemoryAdapter),
+        };
+        // One node: sessions and the log of broadcasts in memory. Over RabbitMQ the replicas
+        // would need a shared log, which does not exist yet: recovery is off there.
+        let recovery = config
+            .recovery_settings()
+            .filter(|_| amqp.is_none())
+            .map(|settings| {
+                Arc::new(Recovery {
+                    store: Arc::new(MemoryRecoveryStore::new(settings.window)),
+                    settings,
+                })
+            });
+        return Ok(Backends {
+            store: Arc::new(MemoryStore::new(limits)),
+            adapter,
+            redis: None,
+            amqp,
             recovery,
-        ));
+        });
     };
     // Sentinels and cluster seeds are asked first, so that a wrong list, master name or a
     // seed outside cluster mode stops start-up with the setting named (a URL is not probed).
@@ -118,20 +136,39 @@ async fn backends(config: &ServerConfig, metrics: &Arc<Metrics>) -> Result<Backe
     };
     let store = RedisStore::new(link.clone(), limits, presence);
     store.start_heartbeat();
-    let adapter = RedisAdapter::new(link.clone());
-    // Replicas: sessions and the stream of broadcasts in Redis; the adapter logs through it.
-    let recovery = config.recovery_settings().map(|settings| {
-        let log = RedisRecovery::start(link.clone(), settings.clone());
-        adapter.set_recovery(log.clone());
-        let store: Arc<dyn RecoveryStore> = log;
-        Arc::new(Recovery { store, settings })
-    });
-    Ok((
-        store.clone(),
+    // With RabbitMQ configured, the Redis adapter is never created: nothing subscribes
+    // or publishes on Redis, which keeps only the stored state.
+    let (adapter, recovery): (Arc<dyn Adapter>, _) = match &amqp {
+        Some(amqp) => (AmqpAdapter::new(amqp.clone()), None),
+        None => {
+            let adapter = RedisAdapter::new(link.clone());
+            // Sessions and the stream of broadcasts in Redis; the adapter logs through it.
+            let recovery = config.recovery_settings().map(|settings| {
+                let log = RedisRecovery::start(link.clone(), settings.clone());
+                adapter.set_recovery(log.clone());
+                let store: Arc<dyn RecoveryStore> = log;
+                Arc::new(Recovery { store, settings })
+            });
+            (adapter as Arc<dyn Adapter>, recovery)
+        }
+    };
+    Ok(Backends {
+        store: store.clone(),
         adapter,
-        Some(RedisBackend { store, link }),
+        redis: Some(RedisBackend { store, link }),
+        amqp,
         recovery,
-    ))
+    })
+}
+
+/// What `backends` sets up.
+struct Backends {
+    store: Arc<dyn Store>,
+    adapter: Arc<dyn Adapter>,
+    redis: Option<RedisBackend>,
+    amqp: Option<AmqpLink>,
+    /// Connection state recovery, when on and possible with these back ends.
+    recovery: Option<Arc<Recovery>>,
 }
 
 /// What shutdown needs of the Redis back end.
@@ -144,7 +181,13 @@ struct RedisBackend {
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let metrics = Arc::new(Metrics::new());
     let health = Health::new();
-    let (store, adapter, redis, recovery) = backends(&config, &metrics).await?;
+    let Backends {
+        store,
+        adapter,
+        redis,
+        amqp,
+        recovery,
+    } = backends(&config, &metrics).await?;
     {
         let store = store.clone();
         health.add_check("store", move || store.is_ready());
@@ -159,6 +202,11 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
                 Some(link.unready_detail().unwrap_or_else(|| "not ready".into()))
             }
         });
+    }
+    if let Some(amqp) = &amqp {
+        // Connected to RabbitMQ with this replica's queue declared and consumed.
+        let link = amqp.clone();
+        health.add_detailed_check("amqp", move || link.status().err());
     }
     let io = Io::with_recovery(
         IoConfig {
@@ -263,6 +311,10 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             tracing::warn!(%error, "presence not withdrawn");
         }
         redis.link.shutdown().await;
+    }
+    if let Some(amqp) = amqp {
+        // Closing the connection makes RabbitMQ delete this replica's queue at once.
+        amqp.shutdown().await;
     }
     tracing::info!("stopped");
     Ok(())
