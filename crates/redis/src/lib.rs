@@ -19,6 +19,7 @@
 //! and watcher tasks share one `Inner` state and are kept together on purpose.
 
 pub mod adapter;
+pub mod admin_sessions;
 pub mod link;
 pub mod metrics;
 pub mod recovery;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use actix_web::App;
 
+use crate::admin::ServerCounters;
 use crate::chat::store::{MemoryStore, Store, StoreLimits};
 use crate::chat::store_redis::{PresenceSettings, RedisStore};
 use crate::chat::{Chat, ChatSettings};
@@ -23,9 +24,11 @@ use hubbub_amqp::link::AmqpLink;
 use hubbub_engineio::serve::{self, Mounts, ServeOptions};
 use hubbub_engineio::{CloseReason, Engine, EngineConfig, OriginPolicy};
 use hubbub_redis::adapter::RedisAdapter;
+use hubbub_redis::admin_sessions::RedisAdminSessions;
 use hubbub_redis::link::RedisLink;
 use hubbub_redis::recovery::RedisRecovery;
 use hubbub_redis::sharded::ShardedAdapter;
+use hubbub_socketio::admin::{self, AdminSessionStore, MemorySessionStore};
 use hubbub_socketio::{
     Adapter, Io, IoConfig, IoHandler, MemoryAdapter, MemoryRecoveryStore, Recovery, RecoveryStore,
 };
@@ -47,6 +50,9 @@ pub enum ServerError {
     /// The Redis back end could not be set up.
     #[error("redis: {0}")]
     Redis(String),
+    /// The admin UI could not be set up.
+    #[error("admin ui: {0}")]
+    Admin(#[from] admin::AdminError),
     /// The RabbitMQ back end could not be set up (bad URL, refused credentials or vhost).
     #[error("{0}")]
     Amqp(#[from] hubbub_amqp::link::AmqpError),
@@ -232,9 +238,31 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     }
     let engine = Engine::new(
         engine_config(&config),
-        Arc::new(IoHandler(io)),
+        Arc::new(IoHandler(io.clone())),
         Arc::new(metrics.engine.clone()),
     );
+    // Kept until the process ends: dropping it stops the admin UI's stats.
+    let _admin = if config.admin.enabled {
+        // The dashboard shows each socket's handshake, and the admin namespace checks
+        // its Origin; without the admin UI no session keeps a copy of its request.
+        engine.keep_handshakes();
+        let sessions: Arc<dyn AdminSessionStore> = match &redis {
+            Some(redis) => Arc::new(RedisAdminSessions::new(redis.link.clone())),
+            None => Arc::new(MemorySessionStore::default()),
+        };
+        let counters = Arc::new(ServerCounters {
+            engine: engine.clone(),
+            metrics: metrics.clone(),
+        });
+        Some(admin::install(
+            &io,
+            config.admin.settings(&config.cors_origins),
+            sessions,
+            counters,
+        )?)
+    } else {
+        None
+    };
     let state = AppState {
         engine: engine.clone(),
         metrics,
