@@ -11,6 +11,8 @@
 //! - [`adapter`]: [`adapter::RedisAdapter`], the `socketio::Adapter` built on both.
 //! - [`forward`]: [`forward::RedisOwnerDirectory`], where each replica can be reached, for
 //!   `hubbub_engineio::forward` (serving another replica's sessions without sticky sessions).
+//! - [`recovery`]: connection state recovery across replicas: sessions and the stream log of
+//!   broadcasts ([`recovery::RedisRecovery`], a `socketio::RecoveryStore`).
 //!
 //! Crate rules: builds on `hubbub-socketio` (the `Adapter` seam) and knows nothing of the chat
 //! application; the chat's Redis store (`hubbub_server::chat::store_redis`) uses the
@@ -23,6 +25,7 @@ pub mod admin_sessions;
 pub mod forward;
 pub mod link;
 pub mod metrics;
+pub mod recovery;
 pub mod settings;
 pub mod sharded;
 pub mod topology;

@@ -29,10 +29,11 @@ use hubbub_redis::adapter::RedisAdapter;
 use hubbub_redis::admin_sessions::RedisAdminSessions;
 use hubbub_redis::forward::RedisOwnerDirectory;
 use hubbub_redis::link::RedisLink;
+use hubbub_redis::recovery::RedisRecovery;
 use hubbub_redis::sharded::ShardedAdapter;
 use hubbub_socketio::admin::{self, AdminSessionStore, MemorySessionStore};
 use hubbub_socketio::{
-    Adapter, Io, IoConfig, IoHandler, MemoryAdapter, MemoryRecoveryStore, Recovery,
+    Adapter, Io, IoConfig, IoHandler, MemoryAdapter, MemoryRecoveryStore, Recovery, RecoveryStore,
 };
 
 /// Why the server could not run.
@@ -101,11 +102,23 @@ async fn backends(config: &ServerConfig, metrics: &Arc<Metrics>) -> Result<Backe
             Some(link) => AmqpAdapter::new(link.clone()),
             None => Arc::new(MemoryAdapter),
         };
+        // One node: sessions and the log of broadcasts in memory. Over RabbitMQ the replicas
+        // would need a shared log, which does not exist yet: recovery is off there.
+        let recovery = config
+            .recovery_settings()
+            .filter(|_| amqp.is_none())
+            .map(|settings| {
+                Arc::new(Recovery {
+                    store: Arc::new(MemoryRecoveryStore::new(settings.window)),
+                    settings,
+                })
+            });
         return Ok(Backends {
             store: Arc::new(MemoryStore::new(limits)),
             adapter,
             redis: None,
             amqp,
+            recovery,
         });
     };
     // Sentinels and cluster seeds are asked first, so that a wrong list, master name or a
@@ -135,10 +148,22 @@ async fn backends(config: &ServerConfig, metrics: &Arc<Metrics>) -> Result<Backe
     // or publishes on Redis, which keeps only the stored state. Otherwise, on a cluster,
     // cross-replica traffic uses sharded pub/sub in the format of the Node sharded adapter,
     // and classic pub/sub in the format of the Node redis adapter everywhere else.
-    let adapter: Arc<dyn Adapter> = match &amqp {
-        Some(amqp) => AmqpAdapter::new(amqp.clone()),
-        None if link.topology().is_cluster() => ShardedAdapter::new(link.clone()),
-        None => RedisAdapter::new(link.clone()),
+    // Connection state recovery needs the stream log that only the classic adapter writes:
+    // it is off over RabbitMQ and on a cluster.
+    let (adapter, recovery): (Arc<dyn Adapter>, _) = match &amqp {
+        Some(amqp) => (AmqpAdapter::new(amqp.clone()), None),
+        None if link.topology().is_cluster() => (ShardedAdapter::new(link.clone()), None),
+        None => {
+            let adapter = RedisAdapter::new(link.clone());
+            // Sessions and the stream of broadcasts in Redis; the adapter logs through it.
+            let recovery = config.recovery_settings().map(|settings| {
+                let log = RedisRecovery::start(link.clone(), settings.clone());
+                adapter.set_recovery(log.clone());
+                let store: Arc<dyn RecoveryStore> = log;
+                Arc::new(Recovery { store, settings })
+            });
+            (adapter as Arc<dyn Adapter>, recovery)
+        }
     };
     Ok(Backends {
         store: store.clone(),
@@ -149,6 +174,7 @@ async fn backends(config: &ServerConfig, metrics: &Arc<Metrics>) -> Result<Backe
             owners,
         }),
         amqp,
+        recovery,
     })
 }
 
@@ -158,6 +184,8 @@ struct Backends {
     adapter: Arc<dyn Adapter>,
     redis: Option<RedisBackend>,
     amqp: Option<AmqpLink>,
+    /// Connection state recovery, when on and possible with these back ends.
+    recovery: Option<Arc<Recovery>>,
 }
 
 /// What forwarding and shutdown need of the Redis back end.
@@ -177,6 +205,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         adapter,
         redis,
         amqp,
+        recovery,
     } = backends(&config, &metrics).await?;
     {
         let store = store.clone();
@@ -201,17 +230,6 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         let link = amqp.clone();
         health.add_detailed_check("amqp", move || link.status().err());
     }
-    // One node only for now: with Redis or RabbitMQ the log must be shared by the replicas.
-    let one_node = redis.is_none() && amqp.is_none();
-    let recovery = config
-        .recovery_settings()
-        .filter(|_| one_node)
-        .map(|settings| {
-            Arc::new(Recovery {
-                store: Arc::new(MemoryRecoveryStore::new(settings.window)),
-                settings,
-            })
-        });
     let io = Io::with_recovery(
         IoConfig {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
@@ -228,6 +246,13 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         rate_burst: config.rate_burst,
     };
     Chat::new(store, settings, metrics.chat.clone()).register(&io);
+    {
+        // With Redis, a replica offers recovery once it has read the log's head.
+        let io = io.clone();
+        health.add_check("recovery", move || {
+            io.namespaces().iter().all(|ns| ns.recovery_ready())
+        });
+    }
     let engine = Engine::new(
         engine_config(&config),
         Arc::new(IoHandler(io.clone())),

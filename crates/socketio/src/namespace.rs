@@ -141,6 +141,12 @@ impl Namespace {
         self.recovery.is_some() && self.delivery.lock().head.is_some()
     }
 
+    /// Ready as far as recovery goes: off, or the log head is known (a Redis-backed node
+    /// learns it once Redis answers; until then new sockets get no `pid`).
+    pub fn recovery_ready(&self) -> bool {
+        self.recovery.is_none() || self.delivery.lock().head.is_some()
+    }
+
     /// Sets the log head when it is not known yet (a Redis-backed node, once it has read the
     /// stream's newest id at start-up). Used by adapters that log broadcasts themselves.
     pub fn init_log_head(&self, head: Offset) {
@@ -430,12 +436,26 @@ impl Namespace {
     /// Delivers a broadcast to the matching sockets of this node: encoded once,
     /// the same bytes queued for every recipient. Used by adapters for broadcasts that are
     /// not logged (recovery off, or a peer that sent no offset).
+    ///
+    /// With recovery on, such an event still ends with an offset: the log head, as a direct
+    /// emit does, so that a client never takes the event's own last string for an offset.
     pub fn deliver_local(&self, packet: &BroadcastPacket, opts: &BroadcastOptions) -> usize {
-        let frames = packet.frames(&self.name);
-        if self.recovery.is_some() {
-            let _order = self.delivery.lock();
-            return self.deliver_frames(&frames, opts);
+        if self.recovery.is_none() {
+            return self.deliver_frames(&packet.frames(&self.name), opts);
         }
+        let d = self.delivery.lock();
+        let frames = match (d.head, &packet.data) {
+            (Some(head), Value::Array(items)) => {
+                let mut data = items.clone();
+                data.push(Value::String(head.to_string()));
+                BroadcastPacket {
+                    data: Value::Array(data),
+                    binary: packet.binary.clone(),
+                }
+                .frames(&self.name)
+            }
+            _ => packet.frames(&self.name),
+        };
         self.deliver_frames(&frames, opts)
     }
 
