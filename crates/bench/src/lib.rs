@@ -1,12 +1,13 @@
 //! The load tool behind `hubbub-bench`: a Socket.IO v5 client over WebSocket
 //! spoken by hand (Engine.IO v4 open packet, `40` CONNECT, `2`/`3` heartbeat),
 //! and the scenarios built on it: [`fanout`], [`saturate`], [`storm`]
-//! (connect-storm) and [`idle`]. It works against any Socket.IO server, hubbub or not.
+//! (connect-storm), [`idle`] and [`churn`] (a leak soak, raw HTTP and WebSocket). It works against any Socket.IO server, hubbub or not.
 //!
 //! Every run is bounded in count and time and stops by itself; it only talks
 //! to the URLs it is given. It owns no server code and must not touch the
 //! server modules of this crate: what it measures is the wire.
 
+pub mod churn;
 pub mod client;
 pub mod fanout;
 pub mod idle;

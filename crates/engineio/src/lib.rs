@@ -14,6 +14,7 @@ pub mod payload;
 pub mod queue;
 pub mod serve;
 pub mod session;
+pub mod tasks;
 pub mod transport;
 
 use std::collections::HashMap;

@@ -1,0 +1,102 @@
+//! `hubbub_tasks_alive`: the tasks alive on the tokio runtimes that serve the
+//! engine, so that a soak can check that nothing is left behind once its
+//! clients are gone (every session, connection, timer and handler is a task).
+//!
+//! Each actix-server worker runs a runtime of its own; [`crate::serve`]
+//! registers every worker's runtime as it starts, the binary may add its main
+//! runtime. The gauge is the sum of tokio's `num_alive_tasks` over them,
+//! computed when `/metrics` is rendered; nothing is counted on any hot path.
+
+use std::sync::Arc;
+use std::thread::ThreadId;
+
+use parking_lot::Mutex;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::IntGauge;
+use tokio::runtime::Handle;
+
+/// The runtimes whose tasks are counted, and the gauge that shows the sum.
+#[derive(Clone)]
+pub struct RuntimeTasks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// One runtime per registering thread (a restarted worker replaces its entry).
+    runtimes: Mutex<Vec<(ThreadId, Handle)>>,
+    gauge: IntGauge,
+}
+
+impl RuntimeTasks {
+    pub(crate) fn new() -> Result<Self, prometheus::Error> {
+        Ok(RuntimeTasks {
+            inner: Arc::new(Inner {
+                runtimes: Mutex::new(Vec::new()),
+                gauge: IntGauge::new(
+                    "hubbub_tasks_alive",
+                    "Tasks alive on the runtimes serving the engine (workers and main)",
+                )?,
+            }),
+        })
+    }
+
+    /// Counts the tasks of the runtime this thread runs on, if any.
+    pub fn watch_current(&self) {
+        let Ok(handle) = Handle::try_current() else {
+            return;
+        };
+        let thread = std::thread::current().id();
+        let mut runtimes = self.inner.runtimes.lock();
+        runtimes.retain(|(t, _)| *t != thread);
+        runtimes.push((thread, handle));
+    }
+
+    /// Tasks alive now on every watched runtime.
+    pub fn alive(&self) -> usize {
+        self.inner
+            .runtimes
+            .lock()
+            .iter()
+            .map(|(_, h)| h.metrics().num_alive_tasks())
+            .sum()
+    }
+}
+
+impl Collector for RuntimeTasks {
+    fn desc(&self) -> Vec<&Desc> {
+        self.inner.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.inner.gauge.set(self.alive() as i64);
+        self.inner.gauge.collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn counts_the_tasks_of_watched_runtimes() {
+        let tasks = RuntimeTasks::new().unwrap();
+        assert_eq!(tasks.alive(), 0);
+        tasks.watch_current();
+        tasks.watch_current();
+        let base = tasks.alive();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = rx.await;
+        });
+        assert_eq!(tasks.alive(), base + 1);
+        let registry = prometheus::Registry::new();
+        registry.register(Box::new(tasks.clone())).unwrap();
+        let families = registry.gather();
+        assert_eq!(families[0].name(), "hubbub_tasks_alive");
+        assert_eq!(families[0].get_metric()[0].get_gauge().value(), (base + 1) as f64);
+        tx.send(()).unwrap();
+        task.await.unwrap();
+        assert_eq!(tasks.alive(), base);
+    }
+}

@@ -1,0 +1,83 @@
+//! What another replica, a Node `@socket.io/redis-adapter` peer or the
+//! `@socket.io/redis-emitter` publishes: broadcasts, requests and responses
+//! (`hubbub_redis::wire`).
+//!
+//! Properties: decoding never panics; an accepted broadcast or request
+//! re-encodes (as hubbub would publish it) to bytes that decode to the same
+//! message; an accepted broadcast is deliverable to the official client: its
+//! data is `[event, ...args]` with an event name the client accepts, and every
+//! binary placeholder references one of its attachments; a response parses
+//! and interprets for every request type without panicking.
+#![no_main]
+
+use hubbub_redis::wire::{self, RequestBody, RequestType, ResponseFrame};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+fn placeholders(v: &Value, f: &mut impl FnMut(Option<&Value>)) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| placeholders(i, f)),
+        Value::Object(map) => {
+            if map.get("_placeholder") == Some(&Value::Bool(true)) {
+                f(map.get("num"));
+            } else {
+                map.values().for_each(|i| placeholders(i, f));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn assert_deliverable(data: &wire::Payload) {
+    let Value::Array(items) = &data.value else {
+        panic!("accepted event data is not an array: {:?}", data.value);
+    };
+    match items.first() {
+        Some(Value::String(name)) => {
+            assert!(!hubbub_socketio::packet::RESERVED_EVENTS.contains(&name.as_str()))
+        }
+        Some(Value::Number(_)) => {}
+        other => panic!("accepted event name {other:?}"),
+    }
+    placeholders(&data.value, &mut |num| {
+        let n = num.and_then(Value::as_u64);
+        assert!(
+            n.is_some_and(|n| (n as usize) < data.attachments.len()),
+            "placeholder {num:?} with {} attachments accepted",
+            data.attachments.len()
+        );
+    });
+}
+
+const ASKED: [RequestType; 8] = [
+    RequestType::Sockets,
+    RequestType::AllRooms,
+    RequestType::RemoteJoin,
+    RequestType::RemoteLeave,
+    RequestType::RemoteDisconnect,
+    RequestType::RemoteFetch,
+    RequestType::ServerSideEmit,
+    RequestType::Broadcast,
+];
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(msg) = wire::decode_broadcast(data) {
+        assert_deliverable(&msg.packet.data);
+        let bytes = wire::encode_broadcast(&msg);
+        let again = wire::decode_broadcast(&bytes).expect("re-encoded broadcast decodes");
+        assert_eq!(again, msg);
+    }
+    if let Ok(req) = wire::decode_request(data) {
+        let bytes = wire::encode_request(&req);
+        let again = wire::decode_request(&bytes).expect("re-encoded request decodes");
+        if let RequestBody::Broadcast { packet, .. } = &req.body {
+            assert_deliverable(&packet.data);
+            assert_eq!(again, req);
+        }
+    }
+    if let Ok(frame) = ResponseFrame::parse(data) {
+        for asked in ASKED {
+            let _ = frame.clone().interpret(asked);
+        }
+    }
+});
