@@ -158,6 +158,8 @@ impl Engine {
         handler: Arc<dyn EngineHandler>,
         metrics: Arc<EngineMetrics>,
     ) -> Arc<Engine> {
+        let connections = tokio_util::task::TaskTracker::new();
+        metrics.tasks.watch_tracker(connections.clone());
         Arc::new(Engine {
             config,
             sessions: RwLock::new(HashMap::new()),
@@ -165,7 +167,7 @@ impl Engine {
             metrics,
             accepting: AtomicBool::new(true),
             emptied: tokio::sync::Notify::new(),
-            connections: tokio_util::task::TaskTracker::new(),
+            connections,
         })
     }
 

@@ -1,11 +1,16 @@
-//! `hubbub_tasks_alive`: the tasks alive on the tokio runtimes that serve the
-//! engine, so that a soak can check that nothing is left behind once its
-//! clients are gone (every session, connection, timer and handler is a task).
+//! `hubbub_tasks_alive`: the tasks alive that serve the engine's clients, so
+//! that a soak can check that nothing is left behind once its clients are gone.
 //!
-//! Each actix-server worker runs a runtime of its own; [`crate::serve`]
-//! registers every worker's runtime as it starts, the binary may add its main
-//! runtime. The gauge is the sum of tokio's `num_alive_tasks` over them,
-//! computed when `/metrics` is rendered; nothing is counted on any hot path.
+//! Two kinds are counted. Tasks spawned with `tokio::spawn` (a session's
+//! heartbeat, the Socket.IO connect timeout, handlers that wait on the store,
+//! the chat's leave notices, the Redis adapter's work) are counted by tokio on
+//! the runtime they run on: each actix-server worker runs a runtime of its
+//! own, which [`crate::serve`] registers as the worker starts, and the binary
+//! may add its main runtime. Tasks spawned on a worker's `LocalSet` (actix's
+//! HTTP connections, hubbub's WebSocket connections) are not in tokio's count;
+//! the WebSocket connections are added from the engine's own tracker. The
+//! gauge is computed when `/metrics` is rendered; nothing is counted on any
+//! hot path.
 
 use std::sync::Arc;
 use std::thread::ThreadId;
@@ -15,6 +20,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::IntGauge;
 use tokio::runtime::Handle;
+use tokio_util::task::TaskTracker;
 
 /// The runtimes whose tasks are counted, and the gauge that shows the sum.
 #[derive(Clone)]
@@ -25,6 +31,8 @@ pub struct RuntimeTasks {
 struct Inner {
     /// One runtime per registering thread (a restarted worker replaces its entry).
     runtimes: Mutex<Vec<(ThreadId, Handle)>>,
+    /// The engines' WebSocket connection tasks (spawned on a `LocalSet`).
+    connections: Mutex<Vec<TaskTracker>>,
     gauge: IntGauge,
 }
 
@@ -33,6 +41,7 @@ impl RuntimeTasks {
         Ok(RuntimeTasks {
             inner: Arc::new(Inner {
                 runtimes: Mutex::new(Vec::new()),
+                connections: Mutex::new(Vec::new()),
                 gauge: IntGauge::new(
                     "hubbub_tasks_alive",
                     "Tasks alive on the runtimes serving the engine (workers and main)",
@@ -52,14 +61,22 @@ impl RuntimeTasks {
         runtimes.push((thread, handle));
     }
 
-    /// Tasks alive now on every watched runtime.
+    /// Counts the tasks `tracker` tracks as well.
+    pub(crate) fn watch_tracker(&self, tracker: TaskTracker) {
+        self.inner.connections.lock().push(tracker);
+    }
+
+    /// Tasks alive now: on every watched runtime, plus the tracked ones.
     pub fn alive(&self) -> usize {
-        self.inner
+        let spawned: usize = self
+            .inner
             .runtimes
             .lock()
             .iter()
             .map(|(_, h)| h.metrics().num_alive_tasks())
-            .sum()
+            .sum();
+        let tracked: usize = self.inner.connections.lock().iter().map(|t| t.len()).sum();
+        spawned + tracked
     }
 }
 
@@ -97,6 +114,12 @@ mod tests {
         assert_eq!(families[0].get_metric()[0].get_gauge().value(), (base + 1) as f64);
         tx.send(()).unwrap();
         task.await.unwrap();
+        assert_eq!(tasks.alive(), base);
+        let tracker = TaskTracker::new();
+        tasks.watch_tracker(tracker.clone());
+        let token = tracker.token();
+        assert_eq!(tasks.alive(), base + 1);
+        drop(token);
         assert_eq!(tasks.alive(), base);
     }
 }
