@@ -68,7 +68,10 @@ fuzz_target!(|data: &[u8]| {
             let chars = n.chars().count();
             assert!((1..=MAX_NICKNAME_CHARS).contains(&chars));
             assert!(!n.chars().any(char::is_control));
-            assert_eq!(model::Nickname::parse(&Value::String(n.to_owned())), Ok(name));
+            assert_eq!(
+                model::Nickname::parse(&Value::String(n.to_owned())),
+                Ok(name)
+            );
         }
         Err(r) => refused(&r),
     }

@@ -34,12 +34,17 @@ fuzz_target!(|data: &[u8]| {
             let first = text.as_bytes()[0];
             assert!((b'0'..=b'6').contains(&first), "accepted type {first}");
             let again = client_text(&packet).expect("text packets only");
-            assert_eq!(Packet::parse_text(ByteString::from(again.as_str())), Ok(packet.clone()));
+            assert_eq!(
+                Packet::parse_text(ByteString::from(again.as_str())),
+                Ok(packet.clone())
+            );
             match &packet {
                 Packet::Message(m) => {
                     assert_eq!(&**m, &text[1..]);
                     // What the server writes for a message is what a client parses.
-                    let Frame::Text(out) = Frame::message(m) else { unreachable!() };
+                    let Frame::Text(out) = Frame::message(m) else {
+                        unreachable!()
+                    };
                     assert_eq!(&*out, text);
                 }
                 Packet::Ping(p) | Packet::Pong(p) => assert_eq!(&**p, &text[1..]),

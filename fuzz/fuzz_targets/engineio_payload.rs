@@ -47,10 +47,12 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(body.len(), expected, "encoded_len disagrees with encode");
     let again = payload::decode(ByteString::from(body.as_str())).expect("re-encoded body decodes");
     assert_eq!(again, packets);
-    if packets
-        .iter()
-        .all(|p| matches!(p, Packet::Message(_) | Packet::Binary(_) | Packet::Ping(_) | Packet::Pong(_)))
-    {
+    if packets.iter().all(|p| {
+        matches!(
+            p,
+            Packet::Message(_) | Packet::Binary(_) | Packet::Ping(_) | Packet::Pong(_)
+        )
+    }) {
         assert_eq!(body, text, "canonical body not reproduced");
     }
 });

@@ -9,7 +9,7 @@
 //! must never be accepted, relayed or acknowledged).
 #![no_main]
 
-use hubbub_socketio::packet::{self, PacketType, MAX_ATTACHMENTS};
+use hubbub_socketio::packet::{self, MAX_ATTACHMENTS, PacketType};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -52,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let wire = packet::encode_message(p.kind, p.attachments, &p.nsp, p.id, p.data.as_ref());
     assert!(wire.starts_with('4'));
-    let again = packet::parse(&wire[1..]).unwrap_or_else(|e| panic!("{wire:?} re-encoded from {text:?}: {e}"));
+    let again = packet::parse(&wire[1..])
+        .unwrap_or_else(|e| panic!("{wire:?} re-encoded from {text:?}: {e}"));
     assert_eq!(again, p);
 });

@@ -43,11 +43,22 @@ fuzz_target!(|data: &[u8]| {
     }
     // Holding: one piece plus a frame and a joined message in the making.
     assert!(whole.peak_buffered <= bytes.len() + MAX_HEADER + max);
-    assert!(cut.peak_buffered <= step + MAX_HEADER + 2 * max, "{} held", cut.peak_buffered);
-    assert!(trickled.peak_buffered <= 1 + MAX_HEADER + 2 * max, "{} held", trickled.peak_buffered);
+    assert!(
+        cut.peak_buffered <= step + MAX_HEADER + 2 * max,
+        "{} held",
+        cut.peak_buffered
+    );
+    assert!(
+        trickled.peak_buffered <= 1 + MAX_HEADER + 2 * max,
+        "{} held",
+        trickled.peak_buffered
+    );
     // Everything up to the first error is the same however the bytes came.
     let ok = |r: &Vec<Read>| -> Vec<Read> {
-        r.iter().take_while(|x| !matches!(x, Read::Error(_))).cloned().collect()
+        r.iter()
+            .take_while(|x| !matches!(x, Read::Error(_)))
+            .cloned()
+            .collect()
     };
     assert_eq!(ok(&whole.reads), ok(&cut.reads));
     assert_eq!(ok(&whole.reads), ok(&trickled.reads));

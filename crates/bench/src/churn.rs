@@ -15,8 +15,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -210,7 +210,11 @@ fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Reads until `needle` has arrived; fails on close.
-async fn read_until(s: &mut TcpStream, seen: &mut Vec<u8>, needle: &[u8]) -> Result<(), BenchError> {
+async fn read_until(
+    s: &mut TcpStream,
+    seen: &mut Vec<u8>,
+    needle: &[u8],
+) -> Result<(), BenchError> {
     let mut buf = [0u8; 4096];
     while !seen.windows(needle.len()).any(|w| w == needle) {
         let n = s.read(&mut buf).await?;
@@ -265,8 +269,14 @@ async fn polling_handshake(target: &Target) -> Result<String, BenchError> {
         .unwrap_or_default()
         .replace("transport=websocket", "transport=polling");
     let mut s = TcpStream::connect(target.addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", target.addr).as_bytes())
-        .await?;
+    s.write_all(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            target.addr
+        )
+        .as_bytes(),
+    )
+    .await?;
     let mut body = Vec::new();
     s.read_to_end(&mut body).await?;
     let text = String::from_utf8_lossy(&body);
@@ -307,7 +317,8 @@ async fn client(target: &Target, kind: Kind) -> Result<(), BenchError> {
         Kind::ProbeUnfinished => {
             let sid = polling_handshake(target).await?;
             let mut s = TcpStream::connect(target.addr).await?;
-            s.write_all(upgrade_head(target, Some(&sid)).as_bytes()).await?;
+            s.write_all(upgrade_head(target, Some(&sid)).as_bytes())
+                .await?;
             s.write_all(&frame(1, b"2probe")).await?;
             let mut seen = Vec::new();
             read_until(&mut s, &mut seen, b"3probe").await?;
@@ -332,13 +343,18 @@ pub async fn run(config: ChurnConfig) -> Result<ChurnReport, BenchError> {
     let target = Arc::new(config.target.clone());
     let addr = target.addr;
     let run_clients = |until: Instant| {
-        let counts: Arc<Vec<AtomicUsize>> = Arc::new(KINDS.iter().map(|_| AtomicUsize::new(0)).collect());
+        let counts: Arc<Vec<AtomicUsize>> =
+            Arc::new(KINDS.iter().map(|_| AtomicUsize::new(0)).collect());
         let failed = Arc::new(AtomicUsize::new(0));
         let first: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let mut tasks = Vec::new();
         for w in 0..config.concurrency {
-            let (target, counts, failed, first) =
-                (target.clone(), counts.clone(), failed.clone(), first.clone());
+            let (target, counts, failed, first) = (
+                target.clone(),
+                counts.clone(),
+                failed.clone(),
+                first.clone(),
+            );
             let limit = config.client_timeout;
             tasks.push(tokio::spawn(async move {
                 let mut i = w;

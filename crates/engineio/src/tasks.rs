@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::thread::ThreadId;
 
 use parking_lot::Mutex;
+use prometheus::IntGauge;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::IntGauge;
 use tokio::runtime::Handle;
 use tokio_util::task::TaskTracker;
 
@@ -111,7 +111,10 @@ mod tests {
         registry.register(Box::new(tasks.clone())).unwrap();
         let families = registry.gather();
         assert_eq!(families[0].name(), "hubbub_tasks_alive");
-        assert_eq!(families[0].get_metric()[0].get_gauge().value(), (base + 1) as f64);
+        assert_eq!(
+            families[0].get_metric()[0].get_gauge().value(),
+            (base + 1) as f64
+        );
         tx.send(()).unwrap();
         task.await.unwrap();
         assert_eq!(tasks.alive(), base);

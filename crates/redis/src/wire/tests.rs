@@ -595,6 +595,9 @@ fn broadcasts_clients_cannot_decode_are_refused() {
         Mp::Binary(vec![1]),
         placeholder(Mp::from(0)),
     ]));
-    assert_eq!(decode_broadcast(&ok).unwrap().packet.data.attachments.len(), 1);
+    assert_eq!(
+        decode_broadcast(&ok).unwrap().packet.data.attachments.len(),
+        1
+    );
     assert!(decode_broadcast(&publish(Mp::Array(vec![Mp::from(42)]))).is_ok());
 }

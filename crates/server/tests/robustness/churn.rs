@@ -93,9 +93,12 @@ async fn round(server: &Server) -> Vec<TcpStream> {
 
         // A WebSocket upgrade started and abandoned: half a request head, then gone.
         let mut s = TcpStream::connect(addr).await.expect("connect");
-        s.write_all(format!("GET {PATH}?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\n").as_bytes())
-            .await
-            .expect("write");
+        s.write_all(
+            format!("GET {PATH}?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("write");
         drop(s);
 
         // An upgrade answered with 101 and then abandoned without a word.
@@ -107,8 +110,12 @@ async fn round(server: &Server) -> Vec<TcpStream> {
 
         // A probe that never finishes: `2probe` answered, `5` never sent.
         let sid = server.handshake().await;
-        let (status, mut ws) =
-            RawWs::request(addr, &format!("{PATH}?EIO=4&transport=websocket&sid={sid}"), b"").await;
+        let (status, mut ws) = RawWs::request(
+            addr,
+            &format!("{PATH}?EIO=4&transport=websocket&sid={sid}"),
+            b"",
+        )
+        .await;
         assert!(status.starts_with("HTTP/1.1 101"), "{status}");
         ws.send(0x81, b"2probe").await;
         ws.expect_text("3probe").await;
@@ -133,7 +140,10 @@ async fn churn_leaves_nothing_behind() {
     server.assert_healthz().await;
     let baseline = load(&server).await;
     let port = server.addr().port();
-    assert_eq!((baseline.polling, baseline.websocket, baseline.sockets), (0.0, 0.0, 0.0));
+    assert_eq!(
+        (baseline.polling, baseline.websocket, baseline.sockets),
+        (0.0, 0.0, 0.0)
+    );
     let mut rounds = Vec::new();
     for r in 0..ROUNDS {
         let start = Instant::now();
@@ -158,12 +168,18 @@ async fn churn_leaves_nothing_behind() {
             if now == baseline {
                 break now;
             }
-            assert!(Instant::now() < deadline, "round {r}: {now:?}, baseline {baseline:?}");
+            assert!(
+                Instant::now() < deadline,
+                "round {r}: {now:?}, baseline {baseline:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         // Held clients were still connected when `peak` was taken: their
         // sessions' tasks were counted.
-        assert!(peak.tasks > baseline.tasks, "round {r}: tasks not counted: {peak:?}");
+        assert!(
+            peak.tasks > baseline.tasks,
+            "round {r}: tasks not counted: {peak:?}"
+        );
         rounds.push((peak, settled, start.elapsed()));
     }
     // File descriptors: the server holds no socket but the listener and the

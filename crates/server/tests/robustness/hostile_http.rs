@@ -12,8 +12,8 @@
 //! | pipelined garbage | the earlier requests answered, then 400, closed | actix-http's parser |
 
 use crate::support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use hubbub_engineio::transport::polling::POST_BODY_TIMEOUT;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// actix-http's `client_request_timeout`, as `engineio::serve` sets it.
@@ -32,7 +32,10 @@ async fn read_to_close(stream: &mut TcpStream, limit: Duration) -> (String, Opti
     loop {
         match timeout_at(deadline, stream.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => {
-                return (String::from_utf8_lossy(&all).into_owned(), Some(Instant::now()));
+                return (
+                    String::from_utf8_lossy(&all).into_owned(),
+                    Some(Instant::now()),
+                );
             }
             Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
             Err(_) => return (String::from_utf8_lossy(&all).into_owned(), None),
@@ -57,7 +60,10 @@ async fn connections_that_never_send_get_408_and_are_closed() {
         let closed = closed.expect("a silent connection is closed");
         assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
         let after = closed - start;
-        assert!(after >= HEAD_TIMEOUT - Duration::from_millis(200), "{after:?}");
+        assert!(
+            after >= HEAD_TIMEOUT - Duration::from_millis(200),
+            "{after:?}"
+        );
         assert!(after <= HEAD_TIMEOUT + SLACK, "{after:?}");
     }
     server.assert_healthz().await;
@@ -93,8 +99,15 @@ async fn slow_request_heads_are_cut_off() {
     for t in tasks {
         let (sent, text, closed) = t.await.expect("slowloris task");
         let closed = closed.expect("a slow head is cut off");
-        assert!(text.starts_with("HTTP/1.1 408"), "{text:?} after {sent} bytes");
-        assert!(closed - start <= HEAD_TIMEOUT + SLACK, "{:?}", closed - start);
+        assert!(
+            text.starts_with("HTTP/1.1 408"),
+            "{text:?} after {sent} bytes"
+        );
+        assert!(
+            closed - start <= HEAD_TIMEOUT + SLACK,
+            "{:?}",
+            closed - start
+        );
     }
     server.assert_healthz().await;
     assert_no_panics();
@@ -128,12 +141,23 @@ async fn slow_post_bodies_are_cut_off_and_close_the_session() {
     trickle.abort();
     let text = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
-    assert!(text.ends_with(&error_body(3, "Request timeout")), "{text:?}");
-    assert!(after >= POST_BODY_TIMEOUT - Duration::from_millis(300), "{after:?}");
+    assert!(
+        text.ends_with(&error_body(3, "Request timeout")),
+        "{text:?}"
+    );
+    assert!(
+        after >= POST_BODY_TIMEOUT - Duration::from_millis(300),
+        "{after:?}"
+    );
     // The session is closed: a GET collects its close packet or finds it gone;
     // a new session opens.
-    let reply = server.get(&format!("EIO=4&transport=polling&sid={sid}")).await;
-    assert!(reply.body == "1" || reply.status == StatusCode::BAD_REQUEST, "{reply:?}");
+    let reply = server
+        .get(&format!("EIO=4&transport=polling&sid={sid}"))
+        .await;
+    assert!(
+        reply.body == "1" || reply.status == StatusCode::BAD_REQUEST,
+        "{reply:?}"
+    );
     server.handshake().await;
     assert_no_panics();
 }
@@ -155,7 +179,11 @@ async fn idle_keep_alive_connections_are_closed() {
         assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
         assert!(!text.contains("connection: close"), "{text:?}");
         let closed = closed.expect("an idle keep-alive connection is closed");
-        assert!(closed - answered <= KEEP_ALIVE + SLACK, "{:?}", closed - answered);
+        assert!(
+            closed - answered <= KEEP_ALIVE + SLACK,
+            "{:?}",
+            closed - answered
+        );
     }
     server.assert_healthz().await;
     assert_no_panics();
@@ -167,17 +195,25 @@ async fn oversized_heads_get_431_and_are_closed() {
     for (name, head) in [
         (
             "one 160 KiB header",
-            format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(160 * 1024)),
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(160 * 1024)
+            ),
         ),
         (
             "a 160 KiB request line",
-            format!("GET /healthz?{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(160 * 1024)),
+            format!(
+                "GET /healthz?{} HTTP/1.1\r\nHost: x\r\n\r\n",
+                "a".repeat(160 * 1024)
+            ),
         ),
         (
             "200 headers",
             format!(
                 "GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n",
-                (0..200).map(|i| format!("X-H{i}: v\r\n")).collect::<String>()
+                (0..200)
+                    .map(|i| format!("X-H{i}: v\r\n"))
+                    .collect::<String>()
             ),
         ),
     ] {
@@ -196,16 +232,14 @@ async fn oversized_heads_get_431_and_are_closed() {
 async fn pipelined_garbage_is_refused_after_the_valid_requests() {
     let server = Server::start(settings());
     let mut s = connect(&server).await;
-    let mut bytes = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    let mut bytes =
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            .to_vec();
     bytes.extend_from_slice(b"\x00\xff\xfeGARBAGE \x01\x02 HTTP/9\r\n\r\n");
     s.write_all(&bytes).await.expect("write");
     let (text, closed) = read_to_close(&mut s, WAIT).await;
     assert!(closed.is_some(), "connection left open: {text:?}");
-    let statuses: Vec<&str> = text
-        .split("HTTP/1.1 ")
-        .skip(1)
-        .map(|r| &r[..3])
-        .collect();
+    let statuses: Vec<&str> = text.split("HTTP/1.1 ").skip(1).map(|r| &r[..3]).collect();
     assert_eq!(statuses, ["200", "200", "400"], "{text:?}");
     server.assert_healthz().await;
     assert_no_panics();
@@ -240,7 +274,10 @@ async fn normal_clients_are_served_during_an_attack() {
                         0 => {}
                         // Slow head.
                         1 => {
-                            for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().cycle() {
+                            for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+                                .iter()
+                                .cycle()
+                            {
                                 if s.write_all(&[*b]).await.is_err() {
                                     break;
                                 }
@@ -249,7 +286,9 @@ async fn normal_clients_are_served_during_an_attack() {
                         }
                         // Idle keep-alive.
                         2 => {
-                            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+                            let _ = s
+                                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                                .await;
                         }
                         // Oversized head, then garbage.
                         _ => {
@@ -291,7 +330,9 @@ async fn normal_clients_are_served_during_an_attack() {
             .assert_ok("ok");
         latencies.push(t.elapsed());
         let t = Instant::now();
-        let reply = server.get(&format!("EIO=4&transport=polling&sid={sid}")).await;
+        let reply = server
+            .get(&format!("EIO=4&transport=polling&sid={sid}"))
+            .await;
         assert!(reply.body.starts_with("40{\"sid\""), "{reply:?}");
         latencies.push(t.elapsed());
         server
@@ -317,7 +358,10 @@ async fn normal_clients_are_served_during_an_attack() {
         rss_before as f64 / 1048576.0,
         rss_during as f64 / 1048576.0,
     );
-    assert!(cut_off >= 200, "only {cut_off} hostile connections were cut off");
+    assert!(
+        cut_off >= 200,
+        "only {cut_off} hostile connections were cut off"
+    );
     // Generous for a shared, loaded machine (the attackers run on the same
     // single thread as the client here); the figures measured are in
     // docs/reliability.md.

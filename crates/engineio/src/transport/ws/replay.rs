@@ -58,11 +58,7 @@ impl Source for Chunks {
 /// them) as a connection with a maximum message size of `max` would,
 /// until the bytes run out, a close frame or an error.
 pub fn read_all(chunks: impl IntoIterator<Item = Bytes>, max: usize) -> Replay {
-    let mut reader = Reader::new(
-        Chunks(chunks.into_iter().collect()),
-        BytesMut::new(),
-        max,
-    );
+    let mut reader = Reader::new(Chunks(chunks.into_iter().collect()), BytesMut::new(), max);
     let mut reads = Vec::new();
     let mut peak = 0;
     let mut cx = Context::from_waker(Waker::noop());
@@ -159,6 +155,9 @@ mod tests {
             vec![Read::Error("text frame is not UTF-8".into())]
         );
         let unmasked = Bytes::from_static(&[0x81, 0x01, b'4']);
-        assert!(matches!(&read_all([unmasked], 100).reads[..], [Read::Error(_)]));
+        assert!(matches!(
+            &read_all([unmasked], 100).reads[..],
+            [Read::Error(_)]
+        ));
     }
 }
