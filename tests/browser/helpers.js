@@ -82,6 +82,24 @@ class HubbubServer {
     throw new Error('hubbub-server did not become healthy: ' + lastError + '\n' + this.output);
   }
 
+  /** SIGKILL (a crash: nothing is drained), then wait for the process to exit. */
+  async kill() {
+    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    this.proc.kill('SIGKILL');
+    await this.exited;
+  }
+
+  /** Waits until /readyz answers 200 (with Redis: the link and subscriptions are up). */
+  async waitReady() {
+    const deadline = Date.now() + TIMEOUT;
+    while (Date.now() < deadline) {
+      const res = await httpGet(this.url + '/readyz').catch(() => null);
+      if (res && res.status === 200) return;
+      await new Promise((r) => setTimeout(r, 50)); // readiness is polled: there is no event
+    }
+    throw new Error('hubbub-server did not become ready:\n' + this.output);
+  }
+
   /** SIGTERM, then wait for the process to exit. */
   async stop() {
     if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return;
@@ -160,6 +178,63 @@ function shownMessages(page) {
   })));
 }
 
+/**
+ * A TCP proxy on a free loopback port forwarding each new connection to the port it points at
+ * (as a Kubernetes Service does); `point(port)` re-points it, `point(null)` refuses new
+ * connections, `dropAll()` cuts every open one (a network drop).
+ */
+async function startProxy(target) {
+  let current = target;
+  const open = new Set();
+  const srv = net.createServer((client) => {
+    if (current === null) { client.destroy(); return; }
+    const upstream = net.connect(current, '127.0.0.1');
+    const pair = [client, upstream];
+    open.add(pair);
+    const done = () => { client.destroy(); upstream.destroy(); open.delete(pair); };
+    client.on('error', done).on('close', done);
+    upstream.on('error', done).on('close', done);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address();
+  return {
+    port,
+    url: 'http://127.0.0.1:' + port,
+    point(p) { current = p; },
+    dropAll() { for (const [a, b] of open) { a.destroy(); b.destroy(); } open.clear(); },
+    close() { this.dropAll(); return new Promise((r) => srv.close(r)); },
+  };
+}
+
+/** A private redis-server on a free loopback port, its own data directory, no persistence. */
+async function startRedis() {
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'hubbub-redis-'));
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
+    '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('redis-server did not start:\n' + output)), TIMEOUT);
+    proc.on('error', (err) => { clearTimeout(timer); reject(new Error('redis-server could not run (' + err.message + '): apt-get install redis-server')); });
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error('redis-server exited with ' + code + ':\n' + output)); });
+    proc.stdout.on('data', (c) => {
+      output += c;
+      if (output.includes('Ready to accept connections')) { clearTimeout(timer); resolve(); }
+    });
+  });
+  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  return {
+    url: 'redis://127.0.0.1:' + port + '/0',
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      await exited;
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 /** A static file server on a free port (for pages from another origin). */
 async function staticServer(files, port) {
   port = port || await freePort();
@@ -175,5 +250,5 @@ async function staticServer(files, port) {
 
 module.exports = {
   ROOT, TIMEOUT, HubbubServer, freePort, httpGet, launchBrowser, openPage, pageProblems,
-  waitConnected, join, say, waitForMessage, shownMessages, staticServer,
+  waitConnected, join, say, waitForMessage, shownMessages, staticServer, startProxy, startRedis,
 };

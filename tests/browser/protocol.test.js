@@ -238,3 +238,45 @@ test('a DISCONNECT from the server ends the socket without reconnecting', async 
   assert.equal(await fake.next(), '1');
   assert.deepEqual(page.errors, []);
 });
+
+test('connection state recovery: pid and offset sent back, offsets taken off, missed events before the CONNECT reply', async () => {
+  await page.evaluate(() => {
+    window.rec = { got: [], connects: [] };
+    window.rs = io({
+      transports: ['polling'], forceNew: true, auth: { token: 't' },
+      reconnectionDelay: 50, reconnectionDelayMax: 200,
+    });
+    rs.on('connect', () => rec.connects.push([rs.id, rs.recovered]));
+    rs.on('news', (...args) => rec.got.push(args));
+    rs.on('ask', (text, ack) => { rec.asked = text; ack('ok'); });
+  });
+  assert.equal(await fake.next(), '40{"token":"t"}');
+  fake.push('40{"sid":"s1","pid":"p1"}');
+  await page.waitForFunction(() => rec.connects.length === 1);
+  // Events end with their offset, taken off for the handlers; an event with an ack carries
+  // none, so its trailing string is the application's.
+  fake.push('42["news","a","7-1"]', '42["news",{"b":2},"7-2"]', '427["ask","not an offset"]');
+  assert.equal(await fake.next(), '437["ok"]');
+  assert.deepEqual(await page.evaluate(() => rec), {
+    got: [['a'], [{ b: 2 }]], connects: [['s1', false]], asked: 'not an offset',
+  });
+
+  // Reconnection: pid and the last offset go first, the auth after; the server replays what was
+  // missed before its CONNECT reply, and the handlers get it before 'connect'.
+  fake.dropSession();
+  assert.equal(await fake.next(), '40{"pid":"p1","offset":"7-2","token":"t"}');
+  fake.push('42["news","c","7-3"]', '40{"sid":"s1","pid":"p1"}');
+  await page.waitForFunction(() => rec.connects.length === 2);
+  assert.deepEqual(await page.evaluate(() => [rec.got, rec.connects]), [
+    [['a'], [{ b: 2 }], ['c']],
+    [['s1', false], ['s1', true]],
+  ]);
+
+  // A session the server could not restore: a new pid, recovered false.
+  fake.dropSession();
+  assert.equal(await fake.next(), '40{"pid":"p1","offset":"7-3","token":"t"}');
+  fake.push('40{"sid":"s2","pid":"p2"}');
+  await page.waitForFunction(() => rec.connects.length === 3);
+  assert.deepEqual(await page.evaluate(() => rec.connects[2]), ['s2', false]);
+  await page.evaluate(() => rs.disconnect());
+});

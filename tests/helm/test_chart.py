@@ -77,6 +77,7 @@ SERVICE_MONITOR_SCHEMA = {
             "additionalProperties": False,
             "properties": {
                 "jobLabel": {"type": "string"},
+                "podTargetLabels": {"type": "array", "items": {"type": "string"}},
                 "namespaceSelector": {
                     "type": "object",
                     "additionalProperties": False,
@@ -108,6 +109,59 @@ SERVICE_MONITOR_SCHEMA = {
 }
 
 
+# The parts of the Prometheus Operator's PrometheusRule (monitoring.coreos.com/v1) that the
+# chart uses, written from its API reference; any other field fails the test.
+PROMETHEUS_RULE_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": {"type": "object"},
+        "spec": {
+            "type": "object",
+            "required": ["groups"],
+            "additionalProperties": False,
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "rules"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "interval": DURATION,
+                            "rules": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {
+                                    "type": "object",
+                                    "required": ["expr"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "alert": {"type": "string"},
+                                        "record": {"type": "string"},
+                                        "expr": {"type": "string", "minLength": 1},
+                                        "for": DURATION,
+                                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                                        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+DASHBOARD_FILE = CHART_DIR / "files" / "hubbub-dashboard.json"
+RULES_FILE = CHART_DIR / "files" / "hubbub.rules.yaml"
+
+
 def values_of(path: Path | None) -> dict[str, Any]:
     return {} if path is None else load_values(path)
 
@@ -131,7 +185,7 @@ def validate_object(obj: dict[str, Any]) -> None:
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": body["metadata"]}, KUBERNETES_VERSIONS[-1], strict=True
         )  # metadata against ObjectMeta
     elif body["apiVersion"] == "monitoring.coreos.com/v1":
-        jsonschema.validate(body, SERVICE_MONITOR_SCHEMA)
+        jsonschema.validate(body, {"ServiceMonitor": SERVICE_MONITOR_SCHEMA, "PrometheusRule": PROMETHEUS_RULE_SCHEMA}[body["kind"]])
     else:
         for version in KUBERNETES_VERSIONS:
             kubernetes_validate.validate(body, version, strict=True)
@@ -473,6 +527,50 @@ def test_service_monitors_select_the_operator_and_the_rooms(render):
     assert "annotations" not in find(objects, "Service")[0]["metadata"]
 
 
+def test_rooms_service_monitor_labels_series_with_the_chatroom(render):
+    """The dashboard and the alerts select a room by app_kubernetes_io_instance: the pod label
+    the operator sets, copied onto the series by podTargetLabels."""
+    objects, _ = render({"metrics": {"serviceMonitor": {"enabled": True}}})
+    (rooms,) = find(objects, "ServiceMonitor", "hubbub-rooms")
+    assert rooms["spec"]["podTargetLabels"] == ["app.kubernetes.io/instance", "app.kubernetes.io/name", "app.kubernetes.io/component"]
+
+
+def test_dashboard_configmap_is_opt_in_and_carries_the_sidecar_label(render):
+    objects, _ = render({})
+    assert find(objects, "ConfigMap") == []
+    objects, _ = render({"metrics": {"dashboards": {"enabled": True, "annotations": {"grafana_folder": "hubbub"}}}})
+    (configmap,) = find(objects, "ConfigMap", "hubbub-dashboard")
+    assert configmap["metadata"]["namespace"] == NAMESPACE
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "hubbub"}
+    assert list(configmap["data"]) == ["hubbub.json"]
+    assert json.loads(configmap["data"]["hubbub.json"]) == json.loads(DASHBOARD_FILE.read_text())
+    objects, _ = render({"metrics": {"dashboards": {"enabled": True, "namespace": "grafana", "labels": {"team": "chat"}}}})
+    (configmap,) = find(objects, "ConfigMap")
+    assert configmap["metadata"]["namespace"] == "grafana"
+    # labels merge with the default (Helm merges maps); null removes the sidecar's default label
+    assert configmap["metadata"]["labels"]["team"] == "chat"
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    objects, _ = render({"metrics": {"dashboards": {"enabled": True, "labels": {"grafana_dashboard": None, "dash": "yes"}}}})
+    (configmap,) = find(objects, "ConfigMap")
+    assert "grafana_dashboard" not in configmap["metadata"]["labels"]
+    assert configmap["metadata"]["labels"]["dash"] == "yes"
+
+
+def test_prometheus_rule_is_opt_in_and_holds_the_plain_rules_file(render):
+    objects, _ = render({})
+    assert find(objects, "PrometheusRule") == []
+    objects, _ = render({"metrics": {"prometheusRule": {"enabled": True, "namespace": "monitoring", "labels": {"release": "prom"}}}})
+    (rule,) = find(objects, "PrometheusRule", "hubbub")
+    assert rule["metadata"]["namespace"] == "monitoring"
+    assert rule["metadata"]["labels"]["release"] == "prom"
+    # the same groups as the plain rules file, {{ $labels }} templates passed through untouched
+    assert rule["spec"] == yaml.safe_load(RULES_FILE.read_text())
+    alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert "HubbubChatRoomNotReady" in alerts
+    assert all("{{ $labels." in r["annotations"]["summary"] or "{{ $value" in r["annotations"]["summary"] for g in rule["spec"]["groups"] for r in g["rules"])
+
+
 def test_notes_explain_creating_watching_and_reaching_a_room(render):
     _, manifests = render({})
     notes = manifests["hubbub/templates/NOTES.txt"]
@@ -504,6 +602,11 @@ WRONG_VALUES = {
     "unknown field in a Kubernetes type": {"operator": {"securityContext": {"runAsNonroot": True}}},
     "toleration with an unknown field": {"operator": {"tolerations": [{"key": "a", "efect": "NoSchedule"}]}},
     "bad ServiceMonitor interval": {"metrics": {"serviceMonitor": {"interval": "often"}}},
+    "dashboards switch of the wrong type": {"metrics": {"dashboards": {"enabled": "yes"}}},
+    "unknown dashboards key": {"metrics": {"dashboards": {"enabled": True, "folder": "hubbub"}}},
+    "dashboard label that is not a string": {"metrics": {"dashboards": {"labels": {"grafana_dashboard": 1}}}},
+    "unknown prometheusRule key": {"metrics": {"prometheusRule": {"enabled": True, "severity": "page"}}},
+    "prometheusRule namespace that is not a DNS label": {"metrics": {"prometheusRule": {"namespace": "Monitoring"}}},
 }
 
 

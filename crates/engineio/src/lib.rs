@@ -6,6 +6,18 @@
 //! opens) and the [`Connection`] it returns (messages in order, then one
 //! close). It sends through [`Session::send`], which never blocks: every
 //! session has a bounded queue and a client too slow to drain it is closed.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`packet`], [`payload`] | the wire format, sans-IO: parse and encode, tested on literal strings |
+//! | [`session`], [`queue`] | one session: state, heartbeat, the bounded outbound queue |
+//! | [`transport`] | long-polling (`polling`) and WebSocket (`ws`: the probe/upgrade logic; `ws::io`: the hand-written connection I/O) |
+//! | [`serve`] | the HTTP server (actix-http) that hands WebSockets off its dispatcher after the handshake |
+//! | [`metrics`] | [`EngineMetrics`], registered into a registry the binary gives |
+//! | [`error`] | the reference server's error codes and bodies, mapped to HTTP in one place |
+//!
+//! Crate rules: depends on no other hubbub crate (`hubbub-socketio` and everything above
+//! build on it); reads no command line: [`EngineConfig`] is built by the binary.
 
 pub mod error;
 pub mod metrics;

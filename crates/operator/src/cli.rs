@@ -258,7 +258,9 @@ async fn run_controller(
         .owns(Api::<Service>::all(client.clone()), cfg.clone())
         .owns(Api::<PodDisruptionBudget>::all(client.clone()), cfg.clone())
         .owns(Api::<Ingress>::all(client.clone()), cfg.clone())
-        .owns(Api::<HorizontalPodAutoscaler>::all(client.clone()), cfg)
+        .owns(Api::<HorizontalPodAutoscaler>::all(client.clone()), cfg);
+    metrics.watch_rooms(controller.store());
+    let controller = controller
         .graceful_shutdown_on(async move {
             let _ = stop_controller.wait_for(|stop| *stop).await;
         })

@@ -2,18 +2,30 @@
 //! the global default) and the small HTTP listener that serves `/metrics`, `/healthz`
 //! and `/readyz` on `--metrics-bind`.
 //!
-//! Label values come from small fixed sets: `result` is `success`/`failure` and `reason`
-//! is [`crate::Error::metric_label`]; never a room name.
+//! Label values come from small fixed sets: `result` is `success`/`failure`, `reason`
+//! is [`crate::Error::metric_label`] and `condition` is `ready`/`not_ready`;
+//! never a room name. Every label value is exported from the start (at 0), so that an
+//! alert on `increase()` sees the first failure.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use kube::runtime::reflector::Store;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::Error;
+use crate::crd::ChatRoom;
+use crate::reconciler::READY;
+
+/// The `reason`s a reconciliation can fail with ([`Error::metric_label`] of the errors
+/// `reconcile` returns), exported at 0 from the start.
+const RECONCILE_FAILURE_REASONS: [&str; 4] =
+    ["invalid_spec", "kube_api", "missing_metadata", "serialise"];
 
 /// Handles to every operator metric.
 pub struct Metrics {
@@ -27,6 +39,11 @@ pub struct Metrics {
     /// `hubbub_operator_leader`: 1 while this replica holds the Lease (or runs without
     /// leader election), else 0.
     pub leader: IntGauge,
+    /// `hubbub_operator_chatrooms{condition}`: ChatRooms in the controller's cache by
+    /// their `Ready` condition (`ready`, `not_ready`), counted when scraped; 0 on a standby.
+    pub chatrooms: IntGaugeVec,
+    /// The controller's cache of ChatRooms, set once the controller runs.
+    rooms: OnceLock<Store<ChatRoom>>,
     /// Whether `/readyz` answers 200: set once the controller runs or stands by.
     ready: AtomicBool,
 }
@@ -66,11 +83,29 @@ impl Metrics {
             "1 while this operator replica is the leader and reconciles",
         )
         .expect("static metric definition");
+        let chatrooms = IntGaugeVec::new(
+            Opts::new(
+                "hubbub_operator_chatrooms",
+                "ChatRooms by their Ready condition (ready, not_ready)",
+            ),
+            &["condition"],
+        )
+        .expect("static metric definition");
+        for result in ["success", "failure"] {
+            reconciliations.with_label_values(&[result]);
+        }
+        for reason in RECONCILE_FAILURE_REASONS {
+            failures.with_label_values(&[reason]);
+        }
+        for condition in ["ready", "not_ready"] {
+            chatrooms.with_label_values(&[condition]);
+        }
         for collector in [
             Box::new(reconciliations.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(failures.clone()),
             Box::new(duration.clone()),
             Box::new(leader.clone()),
+            Box::new(chatrooms.clone()),
         ] {
             registry
                 .register(collector)
@@ -82,6 +117,8 @@ impl Metrics {
             failures,
             duration,
             leader,
+            chatrooms,
+            rooms: OnceLock::new(),
             ready: AtomicBool::new(false),
         }
     }
@@ -109,8 +146,35 @@ impl Metrics {
         self.ready.load(Ordering::Relaxed)
     }
 
+    /// Counts the ChatRooms of `store` (the controller's cache) in `hubbub_operator_chatrooms`
+    /// from now on; a second call is ignored.
+    pub fn watch_rooms(&self, store: Store<ChatRoom>) {
+        let _ = self.rooms.set(store);
+    }
+
     /// The metrics in the Prometheus text format.
     pub fn encode(&self) -> String {
+        if let Some(store) = self.rooms.get() {
+            let rooms = store.state();
+            let ready = rooms
+                .iter()
+                .filter(|room| {
+                    room.status.as_ref().is_some_and(|status| {
+                        status
+                            .conditions
+                            .iter()
+                            .any(|c| c.type_ == READY && c.status == "True")
+                    })
+                })
+                .count();
+            let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            self.chatrooms
+                .with_label_values(&["ready"])
+                .set(count(ready));
+            self.chatrooms
+                .with_label_values(&["not_ready"])
+                .set(count(rooms.len() - ready));
+        }
         let mut buf = Vec::new();
         // encoding gathered families into a Vec cannot fail
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
@@ -221,4 +285,72 @@ fn respond(metrics: &Metrics, method: &hyper::Method, path: &str) -> Response {
         hyper::header::HeaderValue::from_static(content_type),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::{reflector, watcher};
+
+    use super::*;
+
+    fn room(name: &str, ready: Option<&str>) -> ChatRoom {
+        let mut room = serde_json::json!({
+            "apiVersion": "hubbub.dev/v1alpha1",
+            "kind": "ChatRoom",
+            "metadata": {"name": name, "namespace": "chat", "uid": name},
+            "spec": {},
+        });
+        if let Some(status) = ready {
+            room["status"] = serde_json::json!({"conditions": [{
+                "type": "Ready", "status": status, "reason": "Test", "message": "",
+                "lastTransitionTime": "2025-01-01T00:00:00Z",
+            }]});
+        }
+        serde_json::from_value(room).expect("a valid ChatRoom")
+    }
+
+    #[test]
+    fn every_label_value_is_exported_at_zero_from_the_start() {
+        let text = Metrics::new().encode();
+        for line in [
+            "hubbub_operator_reconciliations_total{result=\"success\"} 0",
+            "hubbub_operator_reconciliations_total{result=\"failure\"} 0",
+            "hubbub_operator_reconcile_failures_total{reason=\"kube_api\"} 0",
+            "hubbub_operator_reconcile_failures_total{reason=\"invalid_spec\"} 0",
+            "hubbub_operator_chatrooms{condition=\"ready\"} 0",
+            "hubbub_operator_chatrooms{condition=\"not_ready\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+
+    #[test]
+    fn chatrooms_are_counted_by_their_ready_condition_when_scraped() {
+        let metrics = Metrics::new();
+        let (store, mut writer) = reflector::store::<ChatRoom>();
+        metrics.watch_rooms(store);
+        for r in [
+            room("a", Some("True")),
+            room("b", Some("False")),
+            room("c", None),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(r));
+        }
+        let text = metrics.encode();
+        assert!(
+            text.contains("hubbub_operator_chatrooms{condition=\"ready\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hubbub_operator_chatrooms{condition=\"not_ready\"} 2"),
+            "{text}"
+        );
+        // a deleted room is no longer counted
+        writer.apply_watcher_event(&watcher::Event::Delete(room("b", Some("False"))));
+        let text = metrics.encode();
+        assert!(
+            text.contains("hubbub_operator_chatrooms{condition=\"not_ready\"} 1"),
+            "{text}"
+        );
+    }
 }

@@ -4,14 +4,22 @@
 //!
 //! - [`wire`]: the adapter's MessagePack/JSON messages, pure encode/decode.
 //! - [`settings`]: how to reach Redis, and the crate's error type.
+//! - [`topology`]: standalone, Sentinel or Cluster: the `fred` configuration and the
+//!   start-up probe of Sentinels and seed nodes.
 //! - [`link`]: the Redis connections, publishing, subscriptions, readiness.
 //! - [`metrics`]: the `hubbub_redis_*` metrics.
 //! - [`adapter`]: [`adapter::RedisAdapter`], the `socketio::Adapter` built on both.
 //!
-//! This module knows nothing of the chat application.
+//! Crate rules: builds on `hubbub-socketio` (the `Adapter` seam) and knows nothing of the chat
+//! application; the chat's Redis store (`hubbub_server::chat::store_redis`) uses the
+//! [`link::RedisLink`] from here, so every Redis connection of a replica lives in this crate.
+//! `link.rs` is the largest file (about 770 lines): the connection, publisher, dispatcher
+//! and watcher tasks share one `Inner` state and are kept together on purpose.
 
 pub mod adapter;
 pub mod link;
 pub mod metrics;
 pub mod settings;
+pub mod sharded;
+pub mod topology;
 pub mod wire;

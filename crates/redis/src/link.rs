@@ -28,8 +28,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use fred::prelude::{
-    ClientLike, ConnectionConfig, EventInterface, PerformanceConfig, PubsubInterface,
-    ReconnectPolicy, TcpConfig,
+    ClientLike, ClusterInterface, ConnectionConfig, EventInterface, PerformanceConfig,
+    PubsubInterface, ReconnectPolicy, TcpConfig,
 };
 use fred::types::Value as RedisValue;
 use fred::types::config::UnresponsiveConfig;
@@ -41,7 +41,9 @@ use tokio::task::JoinHandle;
 pub use fred::clients::Client;
 
 pub use crate::metrics::RedisMetrics;
-pub use crate::settings::{ClusterError, RedisSettings};
+pub use crate::settings::{ClusterError, RedisSettings, SubscriptionMode};
+
+use crate::topology::RedisTopology;
 
 /// What a published message is, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +92,17 @@ pub trait InboundHandler: Send + Sync + 'static {
 struct Subscriptions {
     channels: BTreeSet<String>,
     patterns: BTreeSet<String>,
+    /// Shard channels (SSUBSCRIBE), on a cluster only.
+    shard_channels: BTreeSet<String>,
+}
+
+/// Where the connections are, for logs, `/readyz` and the failover metric.
+#[derive(Default)]
+struct Whereabouts {
+    /// The server the command connection last (re)connected to.
+    commands_server: Option<String>,
+    /// On a cluster: shards whose primary has no live connection, described.
+    shards_down: Vec<String>,
 }
 
 struct Outgoing {
@@ -109,6 +122,7 @@ struct Inner {
     /// Set when a subscription could not be issued; the watcher retries.
     resubscribe_needed: AtomicBool,
     subscriptions: Mutex<Subscriptions>,
+    whereabouts: Mutex<Whereabouts>,
     handler: RwLock<Option<Arc<dyn InboundHandler>>>,
     publish_tx: mpsc::Sender<Outgoing>,
     shutdown: watch::Sender<bool>,
@@ -217,6 +231,7 @@ impl RedisLink {
             subscriber_up: AtomicBool::new(false),
             resubscribe_needed: AtomicBool::new(false),
             subscriptions: Mutex::new(Subscriptions::default()),
+            whereabouts: Mutex::new(Whereabouts::default()),
             handler: RwLock::new(None),
             publish_tx,
             shutdown,
@@ -236,10 +251,20 @@ impl RedisLink {
             tokio::spawn(publisher(Arc::downgrade(&inner), publish_rx)),
         ];
         inner.tasks.lock().extend(watchers);
+        if inner.settings.topology.is_cluster() {
+            let task = tokio::spawn(watch_shards(Arc::downgrade(&inner)));
+            inner.tasks.lock().push(task);
+        }
         // The connection tasks run until `quit`; their handles are not needed.
         drop(inner.commands.connect());
         drop(inner.subscriber.connect());
-        tracing::info!(node_id = %inner.node_id, "connecting to redis");
+        tracing::info!(
+            node_id = %inner.node_id,
+            topology = inner.settings.topology.kind(),
+            redis = %inner.settings.topology.describe(),
+            subscription_mode = inner.settings.subscription_mode.as_str(),
+            "connecting to redis"
+        );
         Ok(Self { inner })
     }
 
@@ -258,9 +283,37 @@ impl RedisLink {
         &self.inner.metrics
     }
 
-    /// True while both connections are up and every subscription is in place.
+    /// True while both connections are up and every subscription is in place (on a
+    /// cluster: and the primary of every shard is connected).
     pub fn is_ready(&self) -> bool {
-        self.commands_ready() && self.inner.subscriber_up.load(Ordering::Acquire)
+        self.commands_ready()
+            && self.inner.subscriber_up.load(Ordering::Acquire)
+            && self.inner.whereabouts.lock().shards_down.is_empty()
+    }
+
+    /// Why the link is not ready, naming the connection, server or shard; `None` when it is.
+    pub fn unready_detail(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        let w = self.inner.whereabouts.lock();
+        if !self.commands_ready() {
+            let last = w.commands_server.as_deref().unwrap_or("none yet");
+            parts.push(match &self.inner.settings.topology {
+                RedisTopology::Sentinel { master, .. } => format!(
+                    "commands connection down (master {master:?}; last connected to {last})"
+                ),
+                _ => format!("commands connection down (last connected to {last})"),
+            });
+        }
+        if !self.inner.subscriber_up.load(Ordering::Acquire) {
+            parts.push("subscriber down or subscriptions not restored".to_owned());
+        }
+        parts.extend(w.shards_down.iter().cloned());
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
+    /// The topology in use.
+    pub fn topology(&self) -> &RedisTopology {
+        &self.inner.settings.topology
     }
 
     /// True while the command connection is up.
@@ -288,10 +341,44 @@ impl RedisLink {
     /// Registers channels and patterns; they are subscribed now if the subscriber is up,
     /// and again after every reconnection.
     pub async fn subscribe(&self, channels: &[String], patterns: &[String]) {
+        self.subscribe_all(channels, patterns, &[]).await;
+    }
+
+    /// Registers shard channels (SSUBSCRIBE, cluster only); subscribed now if the
+    /// subscriber is up, and again after every reconnection.
+    pub async fn subscribe_sharded(&self, channels: &[String]) {
+        self.subscribe_all(&[], &[], channels).await;
+    }
+
+    /// Forgets shard channels and unsubscribes them (SUNSUBSCRIBE). A failure is logged
+    /// only: the channel is no longer restored, and an unwanted message is filtered out
+    /// by the receiver anyway.
+    pub async fn unsubscribe_sharded(&self, channels: &[String]) {
+        {
+            let mut subs = self.inner.subscriptions.lock();
+            for c in channels {
+                subs.shard_channels.remove(c);
+            }
+        }
+        if !self.inner.subscriber.is_connected() {
+            return;
+        }
+        for channel in channels {
+            let work = self.inner.subscriber.sunsubscribe(channel.as_str());
+            match tokio::time::timeout(self.inner.settings.command_timeout, work).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::debug!(%error, "redis sunsubscribe failed"),
+                Err(_) => tracing::debug!("redis sunsubscribe timed out"),
+            }
+        }
+    }
+
+    async fn subscribe_all(&self, channels: &[String], patterns: &[String], sharded: &[String]) {
         {
             let mut subs = self.inner.subscriptions.lock();
             subs.channels.extend(channels.iter().cloned());
             subs.patterns.extend(patterns.iter().cloned());
+            subs.shard_channels.extend(sharded.iter().cloned());
         }
         if !self.inner.subscriber.is_connected() {
             // The watcher subscribes everything once the subscriber connects.
@@ -303,6 +390,7 @@ impl RedisLink {
             &self.inner.subscriber,
             channels.to_vec(),
             patterns.to_vec(),
+            sharded.to_vec(),
             self.inner.settings.command_timeout,
         )
         .await;
@@ -341,14 +429,21 @@ impl RedisLink {
             })
     }
 
-    /// Number of subscribers of `channel` (`PUBSUB NUMSUB`): the Node adapter's server count.
+    /// Number of subscribers of `channel` (`PUBSUB NUMSUB`; on a cluster `PUBSUB
+    /// SHARDNUMSUB` of the shard channel): the Node adapters' server count.
     pub async fn numsub(&self, channel: &str) -> Result<usize, ClusterError> {
         let channel = channel.to_owned();
-        let reply: Vec<RedisValue> = self
-            .call("pubsub_numsub", |c| async move {
+        let reply: Vec<RedisValue> = if self.inner.settings.topology.is_cluster() {
+            self.call("pubsub_shardnumsub", |c| async move {
+                c.pubsub_shardnumsub(channel).await
+            })
+            .await?
+        } else {
+            self.call("pubsub_numsub", |c| async move {
                 c.pubsub_numsub(channel).await
             })
-            .await?;
+            .await?
+        };
         reply
             .get(1)
             .and_then(RedisValue::as_i64)
@@ -419,6 +514,19 @@ impl RedisLink {
 
     fn kind_of(&self, channel: &str) -> MessageKind {
         let prefix = &self.inner.settings.channel_prefix;
+        if self.inner.settings.topology.is_cluster() {
+            // Sharded channels: `<key>#<nsp>#` carries requests too (counted as broadcasts);
+            // this node's `<key>#<nsp>#<uid>#` carries only responses.
+            let own = channel
+                .strip_suffix('#')
+                .and_then(|c| c.strip_suffix(self.inner.node_id.as_str()))
+                .is_some_and(|c| c.ends_with('#'));
+            return if own {
+                MessageKind::Response
+            } else {
+                MessageKind::Broadcast
+            };
+        }
         match channel.strip_prefix(prefix.as_str()) {
             Some(rest) if rest.starts_with("-request#") => MessageKind::Request,
             Some(rest) if rest.starts_with("-response#") => MessageKind::Response,
@@ -431,9 +539,19 @@ async fn issue_subscriptions(
     subscriber: &Client,
     channels: Vec<String>,
     patterns: Vec<String>,
+    sharded: Vec<String>,
     timeout: Duration,
 ) -> Result<(), String> {
+    // One SSUBSCRIBE per channel: channels of different slots live on different shards,
+    // and the client routes each command to the shard of its first channel.
+    let sharded_count = sharded.len() as u32;
     let work = async {
+        for channel in sharded {
+            subscriber
+                .ssubscribe(channel)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         if !channels.is_empty() {
             subscriber
                 .subscribe(channels)
@@ -448,7 +566,7 @@ async fn issue_subscriptions(
         }
         Ok::<(), String>(())
     };
-    tokio::time::timeout(timeout, work)
+    tokio::time::timeout(timeout + timeout / 100 * sharded_count.min(1000), work)
         .await
         .map_err(|_| "subscribe timed out".to_owned())?
 }
@@ -519,11 +637,22 @@ async fn watch_connection(weak: Weak<Inner>, which: Connection) {
                     Err(RecvError::Closed) => return,
                 };
                 let Some(inner) = weak.upgrade() else { return };
+                let topology = inner.settings.topology.kind();
+                if which == Connection::Commands && !inner.settings.topology.is_cluster() {
+                    let mut w = inner.whereabouts.lock();
+                    if let Some(before) = w.commands_server.as_deref()
+                        && before != server
+                    {
+                        inner.metrics.master_changes.inc();
+                        tracing::warn!(from = %before, to = %server, topology, "redis master changed; following it");
+                    }
+                    w.commands_server = Some(server.clone());
+                }
                 if ever_connected {
                     inner.metrics.reconnects.with_label_values(&[label]).inc();
-                    tracing::info!(connection = label, %server, "redis reconnected");
+                    tracing::info!(connection = label, %server, topology, "redis reconnected");
                 } else {
-                    tracing::info!(connection = label, %server, "redis connected");
+                    tracing::info!(connection = label, %server, topology, "redis connected");
                 }
                 ever_connected = true;
                 lost = false;
@@ -559,19 +688,22 @@ async fn watch_connection(weak: Weak<Inner>, which: Connection) {
             && !lost
             && (restore || inner.resubscribe_needed.load(Ordering::Acquire))
         {
-            let (channels, patterns) = {
+            let (channels, patterns, sharded) = {
                 let subs = inner.subscriptions.lock();
                 (
                     subs.channels.iter().cloned().collect::<Vec<_>>(),
                     subs.patterns.iter().cloned().collect::<Vec<_>>(),
+                    subs.shard_channels.iter().cloned().collect::<Vec<_>>(),
                 )
             };
-            match issue_subscriptions(&client, channels.clone(), patterns.clone(), timeout).await {
+            let counts = (channels.len(), patterns.len(), sharded.len());
+            match issue_subscriptions(&client, channels, patterns, sharded, timeout).await {
                 Ok(()) => {
                     inner.resubscribe_needed.store(false, Ordering::Release);
                     tracing::info!(
-                        channels = channels.len(),
-                        patterns = patterns.len(),
+                        channels = counts.0,
+                        patterns = counts.1,
+                        shard_channels = counts.2,
                         "redis subscriptions restored"
                     );
                 }
@@ -587,6 +719,83 @@ async fn watch_connection(weak: Weak<Inner>, which: Connection) {
             .connected
             .with_label_values(&[label])
             .set(i64::from(up));
+    }
+}
+
+/// On a cluster: every 500 ms, compares the shards of the client's slot map with its
+/// live connections, so that `/readyz` and `hubbub_redis_shard_up` name the shard whose
+/// primary is unreachable (during a failover, until its replica is promoted and the
+/// client has followed).
+async fn watch_shards(weak: Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut known_shards = 0usize;
+    loop {
+        tick.tick().await;
+        let Some(inner) = weak.upgrade() else { return };
+        let Some(routing) = inner.commands.cached_cluster_state() else {
+            continue;
+        };
+        let live: BTreeSet<String> = inner
+            .commands
+            .active_connections()
+            .iter()
+            .chain(inner.subscriber.active_connections().iter())
+            .map(ToString::to_string)
+            .collect();
+        // Shards in slot order; a primary may own several ranges.
+        let mut shards: Vec<(u16, u16, String)> = routing
+            .slots()
+            .iter()
+            .map(|r| (r.start, r.end, r.primary.to_string()))
+            .collect();
+        shards.sort();
+        let mut primaries: Vec<String> = Vec::new();
+        for (_, _, p) in &shards {
+            if !primaries.contains(p) {
+                primaries.push(p.clone());
+            }
+        }
+        let mut down = Vec::new();
+        for (i, primary) in primaries.iter().enumerate() {
+            let up = live.contains(primary);
+            inner
+                .metrics
+                .shard_up
+                .with_label_values(&[&i.to_string()])
+                .set(i64::from(up));
+            if !up {
+                let ranges: Vec<String> = shards
+                    .iter()
+                    .filter(|(_, _, p)| p == primary)
+                    .map(|(a, b, _)| format!("{a}-{b}"))
+                    .collect();
+                down.push(format!(
+                    "shard {i} (slots {}, primary {primary}) unreachable",
+                    ranges.join(",")
+                ));
+            }
+        }
+        for i in primaries.len()..known_shards {
+            let _ = inner
+                .metrics
+                .shard_up
+                .remove_label_values(&[&i.to_string()]);
+        }
+        if primaries.len() != known_shards {
+            tracing::info!(shards = primaries.len(), primaries = %primaries.join(","), "redis cluster shards");
+            known_shards = primaries.len();
+        }
+        let mut w = inner.whereabouts.lock();
+        if w.shards_down != down {
+            for d in &down {
+                tracing::warn!(shard = %d, "redis cluster shard down");
+            }
+            if down.is_empty() && !w.shards_down.is_empty() {
+                tracing::info!("redis cluster: every shard reachable again");
+            }
+            w.shards_down = down;
+        }
     }
 }
 
@@ -652,24 +861,38 @@ async fn publisher(weak: Weak<Inner>, mut rx: mpsc::Receiver<Outgoing>) {
         }
         let Some(inner) = weak.upgrade() else { return };
         let count = batch.len();
+        // On a cluster: SPUBLISH, which the client sends to the shard of the channel.
+        let sharded = inner.settings.topology.is_cluster();
         let result = if count == 1 {
             let m = &batch[0];
-            tokio::time::timeout(
-                inner.settings.command_timeout,
-                inner.commands.publish::<RedisValue, _, _>(
-                    m.channel.as_str(),
-                    RedisValue::Bytes(m.payload.clone()),
-                ),
-            )
-            .await
-            .map(|r| r.map(|_| ()))
+            let payload = RedisValue::Bytes(m.payload.clone());
+            let channel = m.channel.as_str();
+            let work = async {
+                if sharded {
+                    inner
+                        .commands
+                        .spublish::<RedisValue, _, _>(channel, payload)
+                        .await
+                } else {
+                    inner
+                        .commands
+                        .publish::<RedisValue, _, _>(channel, payload)
+                        .await
+                }
+            };
+            tokio::time::timeout(inner.settings.command_timeout, work)
+                .await
+                .map(|r| r.map(|_| ()))
         } else {
             let pipeline = inner.commands.pipeline();
             for m in &batch {
                 // Queuing into a pipeline only buffers the command locally.
-                let _: Result<(), _> = pipeline
-                    .publish(m.channel.as_str(), RedisValue::Bytes(m.payload.clone()))
-                    .await;
+                let payload = RedisValue::Bytes(m.payload.clone());
+                let _: Result<(), _> = if sharded {
+                    pipeline.spublish(m.channel.as_str(), payload).await
+                } else {
+                    pipeline.publish(m.channel.as_str(), payload).await
+                };
             }
             tokio::time::timeout(inner.settings.command_timeout, pipeline.all::<RedisValue>())
                 .await

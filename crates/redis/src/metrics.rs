@@ -27,6 +27,12 @@ pub struct RedisMetrics {
     pub pubsub_lag: Histogram,
     /// `hubbub_redis_reconnects_total{connection}`: successful reconnections after a loss.
     pub reconnects: IntCounterVec,
+    /// `hubbub_redis_master_changes_total`: the command connection came back on another
+    /// server than before (a Sentinel failover followed).
+    pub master_changes: IntCounter,
+    /// `hubbub_redis_shard_up{shard}`: on a cluster, 1 while the primary of shard `shard`
+    /// (numbered 0.. in slot order) has a live connection.
+    pub shard_up: IntGaugeVec,
 }
 
 impl RedisMetrics {
@@ -87,6 +93,17 @@ impl RedisMetrics {
                 ),
                 &["connection"],
             )?,
+            master_changes: IntCounter::new(
+                "hubbub_redis_master_changes_total",
+                "Reconnections of the command connection to another server than before (failovers followed)",
+            )?,
+            shard_up: IntGaugeVec::new(
+                Opts::new(
+                    "hubbub_redis_shard_up",
+                    "Redis Cluster only: whether the primary of each shard (numbered in slot order) is connected",
+                ),
+                &["shard"],
+            )?,
         };
         registry.register(Box::new(m.connected.clone()))?;
         registry.register(Box::new(m.commands.clone()))?;
@@ -97,6 +114,8 @@ impl RedisMetrics {
         registry.register(Box::new(m.receive_lost.clone()))?;
         registry.register(Box::new(m.pubsub_lag.clone()))?;
         registry.register(Box::new(m.reconnects.clone()))?;
+        registry.register(Box::new(m.master_changes.clone()))?;
+        registry.register(Box::new(m.shard_up.clone()))?;
         for c in [Connection::Commands, Connection::Subscriber] {
             m.connected.with_label_values(&[c.as_str()]).set(0);
             m.reconnects.with_label_values(&[c.as_str()]);

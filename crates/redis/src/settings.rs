@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use fred::prelude::Config;
 
+use crate::topology::RedisTopology;
+
 /// Why a Redis operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -44,9 +46,10 @@ pub enum ClusterError {
 /// line (`hubbub-server`: `ServerConfig::redis_settings`); this crate reads no flags.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// `redis://[:password@]host:port/db` or `rediss://...` (`--redis-url`).
-    pub url: String,
-    /// Password when it is not in the URL (`--redis-password`).
+    /// Where Redis is: one URL (`--redis-url`), a Sentinel-managed master
+    /// (`--redis-sentinels`) or a Redis Cluster (`--redis-cluster-nodes`).
+    pub topology: RedisTopology,
+    /// Password of the data nodes when the URL carries none (`--redis-password`).
     pub password: Option<String>,
     /// Channel prefix, the Node adapter's `key` (`--redis-channel-prefix`, default `socket.io`).
     pub channel_prefix: String,
@@ -67,13 +70,56 @@ pub struct RedisSettings {
     /// 1.5 KB a slot); messages beyond it are counted in
     /// `hubbub_redis_receive_lost_total`.
     pub receive_buffer: usize,
+    /// Which room channels a replica subscribes to on a cluster
+    /// (`--redis-subscription-mode`, default `dynamic`, as the Node sharded adapter).
+    pub subscription_mode: SubscriptionMode,
+}
+
+/// The sharded adapter's `subscriptionMode`: which rooms get a channel of their own
+/// (`<key>#<nsp>#<room>#`, spread over the shards by its hash slot). Every replica of one
+/// deployment, Node ones included, must use the same mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SubscriptionMode {
+    /// Two channels per namespace; every broadcast on the namespace channel.
+    Static,
+    /// Plus one channel per public room (not a socket's own room) with local members.
+    #[default]
+    Dynamic,
+    /// Plus one channel per socket's own room too.
+    DynamicPrivate,
+}
+
+impl SubscriptionMode {
+    /// Parses `static`, `dynamic` or `dynamic-private`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "static" => Some(Self::Static),
+            "dynamic" => Some(Self::Dynamic),
+            "dynamic-private" => Some(Self::DynamicPrivate),
+            _ => None,
+        }
+    }
+
+    /// The Node adapter's name of the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Static => "static",
+            Self::Dynamic => "dynamic",
+            Self::DynamicPrivate => "dynamic-private",
+        }
+    }
 }
 
 impl RedisSettings {
     /// The settings for `url` with every other value at its default.
     pub fn new(url: impl Into<String>) -> Self {
+        Self::with_topology(RedisTopology::Standalone { url: url.into() })
+    }
+
+    /// The settings for `topology` with every other value at its default.
+    pub fn with_topology(topology: RedisTopology) -> Self {
         Self {
-            url: url.into(),
+            topology,
             password: None,
             channel_prefix: "socket.io".into(),
             key_prefix: "hubbub".into(),
@@ -84,19 +130,11 @@ impl RedisSettings {
             publish_queue: 65_536,
             // 10 s of backlog at 400 messages/s; 65,536 slots cost about 96 MB.
             receive_buffer: 4_096,
+            subscription_mode: SubscriptionMode::Dynamic,
         }
     }
 
     pub(crate) fn fred_config(&self) -> Result<Config, ClusterError> {
-        let mut config =
-            Config::from_url(&self.url).map_err(|e| ClusterError::Config(e.to_string()))?;
-        if let Some(password) = &self.password
-            && config.password.is_none()
-        {
-            config.password = Some(password.clone());
-        }
-        // Keep retrying the first connection too, instead of failing start-up.
-        config.fail_fast = false;
-        Ok(config)
+        self.topology.fred_config(self.password.as_deref())
     }
 }

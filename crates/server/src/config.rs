@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use hubbub_redis::link::SubscriptionMode;
+use hubbub_redis::topology::{NodeAddr, RedisTopology};
 pub use hubbub_telemetry::LogFormat;
 
 /// A setting whose value is outside what hubbub accepts.
@@ -106,7 +108,18 @@ pub struct ServerConfig {
     #[arg(long, env = "HUBBUB_SHUTDOWN_DELAY_MS", default_value_t = 0)]
     pub shutdown_delay_ms: u64,
 
-    /// Redis URL (`redis://[:password@]host:port/db` or `rediss://...`). Unset: one node, in-memory state.
+    /// Seconds a disconnected client can come back and recover its session (same socket id,
+    /// nickname, every missed event), 0..=86400; 0 disables connection state recovery.
+    #[arg(long, env = "HUBBUB_RECOVERY_WINDOW_SECS", default_value_t = 120)]
+    pub recovery_window_secs: u64,
+
+    /// Broadcasts kept per namespace for recovery (in memory, or the Redis stream's length),
+    /// 1..=1000000; a client that missed more gets a fresh session.
+    #[arg(long, env = "HUBBUB_RECOVERY_MAX_EVENTS", default_value_t = 10_000)]
+    pub recovery_max_events: usize,
+
+    /// Redis URL (`redis://[:password@]host:port/db` or `rediss://...`). Unset (and no
+    /// Sentinels or cluster nodes either): one node, in-memory state.
     #[arg(long, env = "HUBBUB_REDIS_URL")]
     pub redis_url: Option<String>,
 
@@ -122,6 +135,38 @@ pub struct ServerConfig {
     #[arg(long, env = "HUBBUB_REDIS_KEY_PREFIX", default_value = "hubbub")]
     pub redis_key_prefix: String,
 
+    /// Sentinels watching the Redis master, comma-separated `host:port`; with
+    /// `--redis-sentinel-master`, instead of `--redis-url`.
+    #[arg(long, env = "HUBBUB_REDIS_SENTINELS")]
+    pub redis_sentinels: Option<String>,
+
+    /// The master's name in the Sentinels' configuration (`sentinel monitor <name> ...`).
+    #[arg(long, env = "HUBBUB_REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
+
+    /// Password of the Sentinels themselves, when they require one (the data nodes use
+    /// `--redis-password`).
+    #[arg(long, env = "HUBBUB_REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
+    pub redis_sentinel_password: Option<String>,
+
+    /// Seed nodes of a Redis Cluster, comma-separated `host:port`, instead of
+    /// `--redis-url`; cross-replica traffic then uses sharded pub/sub.
+    #[arg(long, env = "HUBBUB_REDIS_CLUSTER_NODES")]
+    pub redis_cluster_nodes: Option<String>,
+
+    /// TLS to the Sentinels or cluster nodes (with `--redis-url`, `rediss://` decides).
+    #[arg(long, env = "HUBBUB_REDIS_TLS", default_value_t = false)]
+    pub redis_tls: bool,
+
+    /// Cluster only: which rooms get a shard channel of their own, as the Node sharded
+    /// adapter's `subscriptionMode`: `static`, `dynamic` or `dynamic-private`.
+    #[arg(
+        long,
+        env = "HUBBUB_REDIS_SUBSCRIPTION_MODE",
+        default_value = "dynamic"
+    )]
+    pub redis_subscription_mode: String,
+
     /// Seconds between presence heartbeats of this replica, 1..=300.
     #[arg(long, env = "HUBBUB_PRESENCE_HEARTBEAT_SECS", default_value_t = 5)]
     pub presence_heartbeat_secs: u64,
@@ -129,6 +174,15 @@ pub struct ServerConfig {
     /// Seconds after which a silent replica's users vanish from presence, > heartbeat, <= 3600.
     #[arg(long, env = "HUBBUB_PRESENCE_TTL_SECS", default_value_t = 15)]
     pub presence_ttl_secs: u64,
+
+    /// RabbitMQ URL (`amqp://user:pass@host:5672/vhost` or `amqps://...`): cross-replica
+    /// traffic goes through RabbitMQ; Redis, when also set, keeps only the stored state.
+    #[arg(long, env = "HUBBUB_AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
+
+    /// Prefix of the RabbitMQ exchange and queue names (`<prefix>.fanout`, `<prefix>.direct`, `<prefix>.replica.*`).
+    #[arg(long, env = "HUBBUB_AMQP_PREFIX", default_value = "hubbub")]
+    pub amqp_prefix: String,
 
     /// Log filter in tracing syntax, e.g. `info` or `hubbub=debug,actix_web=info`.
     #[arg(long = "log", env = "HUBBUB_LOG", default_value = "info")]
@@ -164,14 +218,123 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// The Redis link's settings, or `None` when `--redis-url` is unset (in-memory mode).
+    /// The Redis link's settings, or `None` when no Redis is configured (in-memory mode).
+    /// Settings that [`ServerConfig::validate`] refuses give `None` too.
     pub fn redis_settings(&self) -> Option<hubbub_redis::link::RedisSettings> {
-        let url = self.redis_url.as_ref()?;
-        let mut s = hubbub_redis::link::RedisSettings::new(url.clone());
+        let topology = self.redis_topology().ok()??;
+        let mut s = hubbub_redis::link::RedisSettings::with_topology(topology);
         s.password = self.redis_password.clone().filter(|p| !p.is_empty());
         s.channel_prefix = self.redis_channel_prefix.clone();
         s.key_prefix = self.redis_key_prefix.clone();
+        s.subscription_mode =
+            SubscriptionMode::parse(&self.redis_subscription_mode).unwrap_or_default();
         Some(s)
+    }
+
+    /// The RabbitMQ link's settings, or `None` when `--amqp-url` is unset.
+    pub fn amqp_settings(&self) -> Option<hubbub_amqp::link::AmqpSettings> {
+        let url = self.amqp_url.as_ref()?;
+        let mut s = hubbub_amqp::link::AmqpSettings::new(url.clone());
+        s.prefix = self.amqp_prefix.clone();
+        Some(s)
+    }
+
+    /// Connection state recovery settings; `None` when disabled (`--recovery-window-secs 0`).
+    pub fn recovery_settings(&self) -> Option<hubbub_socketio::RecoverySettings> {
+        (self.recovery_window_secs > 0).then(|| hubbub_socketio::RecoverySettings {
+            window: Duration::from_secs(self.recovery_window_secs),
+            max_events: self.recovery_max_events,
+            // The replay is queued at once: it must fit in the client's outbound queue.
+            max_replay: self.outbound_queue,
+        })
+    }
+
+    /// Where Redis is: exactly one of `--redis-url`, `--redis-sentinels` (with
+    /// `--redis-sentinel-master`) and `--redis-cluster-nodes`, or none (in-memory mode).
+    pub fn redis_topology(&self) -> Result<Option<RedisTopology>, ConfigError> {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        let chosen: Vec<&str> = [
+            (set(&self.redis_url), "--redis-url"),
+            (set(&self.redis_sentinels), "--redis-sentinels"),
+            (set(&self.redis_cluster_nodes), "--redis-cluster-nodes"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect();
+        if chosen.len() > 1 {
+            return Err(ConfigError {
+                setting: "--redis-url/--redis-sentinels/--redis-cluster-nodes",
+                env: "REDIS_URL/REDIS_SENTINELS/REDIS_CLUSTER_NODES",
+                reason: format!("set exactly one of them, not {}", chosen.join(" and ")),
+            });
+        }
+        if set(&self.redis_sentinel_master) != set(&self.redis_sentinels) {
+            return Err(ConfigError {
+                setting: "--redis-sentinel-master",
+                env: "REDIS_SENTINEL_MASTER",
+                reason: "goes together with --redis-sentinels: set both or neither".into(),
+            });
+        }
+        if SubscriptionMode::parse(&self.redis_subscription_mode).is_none() {
+            return Err(ConfigError {
+                setting: "--redis-subscription-mode",
+                env: "REDIS_SUBSCRIPTION_MODE",
+                reason: format!(
+                    "{:?} is not one of static, dynamic, dynamic-private",
+                    self.redis_subscription_mode
+                ),
+            });
+        }
+        if let Some(url) = self.redis_url.as_ref().filter(|u| !u.trim().is_empty()) {
+            if self.redis_tls {
+                return Err(ConfigError {
+                    setting: "--redis-tls",
+                    env: "REDIS_TLS",
+                    reason:
+                        "applies to Sentinels and cluster nodes; with --redis-url use rediss://"
+                            .into(),
+                });
+            }
+            return Ok(Some(RedisTopology::Standalone { url: url.clone() }));
+        }
+        if let Some(list) = self
+            .redis_sentinels
+            .as_ref()
+            .filter(|s| !s.trim().is_empty())
+        {
+            let sentinels = NodeAddr::parse_list(list).map_err(|reason| ConfigError {
+                setting: "--redis-sentinels",
+                env: "REDIS_SENTINELS",
+                reason,
+            })?;
+            return Ok(Some(RedisTopology::Sentinel {
+                sentinels,
+                // unwrap-free: checked above that the master is set with the Sentinels.
+                master: self.redis_sentinel_master.clone().unwrap_or_default(),
+                sentinel_password: self
+                    .redis_sentinel_password
+                    .clone()
+                    .filter(|p| !p.is_empty()),
+                tls: self.redis_tls,
+            }));
+        }
+        if let Some(list) = self
+            .redis_cluster_nodes
+            .as_ref()
+            .filter(|s| !s.trim().is_empty())
+        {
+            let nodes = NodeAddr::parse_list(list).map_err(|reason| ConfigError {
+                setting: "--redis-cluster-nodes",
+                env: "REDIS_CLUSTER_NODES",
+                reason,
+            })?;
+            return Ok(Some(RedisTopology::Cluster {
+                nodes,
+                tls: self.redis_tls,
+            }));
+        }
+        Ok(None)
     }
 
     /// Checks every setting against its documented range.
@@ -272,6 +435,20 @@ impl ServerConfig {
             "--presence-ttl-secs",
             "PRESENCE_TTL_SECS",
         )?;
+        range(
+            self.recovery_window_secs,
+            0,
+            86_400,
+            "--recovery-window-secs",
+            "RECOVERY_WINDOW_SECS",
+        )?;
+        range(
+            self.recovery_max_events,
+            1,
+            1_000_000,
+            "--recovery-max-events",
+            "RECOVERY_MAX_EVENTS",
+        )?;
         for origin in &self.cors_origins {
             let ok = origin == "*"
                 || ((origin.starts_with("http://") || origin.starts_with("https://"))
@@ -295,6 +472,32 @@ impl ServerConfig {
                 reason: "must start with redis:// or rediss://".into(),
             });
         }
+        if let Some(settings) = self.amqp_settings()
+            && let Err(e) = settings.uri()
+        {
+            return Err(ConfigError {
+                setting: "--amqp-url",
+                env: "AMQP_URL",
+                reason: match e {
+                    hubbub_amqp::link::AmqpError::Url(why) => why,
+                    other => other.to_string(),
+                },
+            });
+        }
+        let prefix_ok = !self.amqp_prefix.is_empty()
+            && self.amqp_prefix.len() <= 64
+            && self
+                .amqp_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !prefix_ok {
+            return Err(ConfigError {
+                setting: "--amqp-prefix",
+                env: "AMQP_PREFIX",
+                reason: "1 to 64 characters among a-z A-Z 0-9 - _ .".into(),
+            });
+        }
+        self.redis_topology()?;
         if self.redis_channel_prefix.is_empty() || self.redis_key_prefix.is_empty() {
             return Err(ConfigError {
                 setting: "--redis-channel-prefix/--redis-key-prefix",
@@ -337,6 +540,15 @@ mod tests {
         assert_eq!(c.history_size, 10);
         assert_eq!(c.question_history, 20);
         assert!(c.cors_origins.is_empty());
+        let r = c.recovery_settings().unwrap();
+        assert_eq!(r.window, Duration::from_secs(120));
+        assert_eq!(r.max_events, 10_000);
+        assert_eq!(r.max_replay, c.outbound_queue);
+        assert!(
+            parse(&["--recovery-window-secs", "0"])
+                .recovery_settings()
+                .is_none()
+        );
     }
 
     #[test]
@@ -357,6 +569,15 @@ mod tests {
         assert_eq!(e.setting, "--path");
         let e = parse(&["--redis-url", "http://x"]).validate().unwrap_err();
         assert_eq!(e.setting, "--redis-url");
+        let e = parse(&["--recovery-window-secs", "86401"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "--recovery-window-secs");
+        assert!(e.to_string().contains("HUBBUB_RECOVERY_WINDOW_SECS"), "{e}");
+        let e = parse(&["--recovery-max-events", "0"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "--recovery-max-events");
     }
 
     #[test]
@@ -370,6 +591,31 @@ mod tests {
     }
 
     #[test]
+    fn amqp_settings_come_from_the_flags_and_are_checked() {
+        let c = parse(&[
+            "--amqp-url",
+            "amqp://u:p@127.0.0.1:5673/chat",
+            "--amqp-prefix",
+            "room1",
+        ]);
+        c.validate().unwrap();
+        let s = c.amqp_settings().unwrap();
+        assert_eq!(s.url, "amqp://u:p@127.0.0.1:5673/chat");
+        assert_eq!(s.prefix, "room1");
+        assert!(ServerConfig::default().amqp_settings().is_none());
+        parse(&["--amqp-url", "amqps://rabbit.example/"])
+            .validate()
+            .unwrap();
+        for bad in ["redis://x", "amqp://h:port/", "rabbit.example"] {
+            let e = parse(&["--amqp-url", bad]).validate().unwrap_err();
+            assert_eq!(e.setting, "--amqp-url", "{bad}");
+            assert!(e.to_string().contains("HUBBUB_AMQP_URL"), "{e}");
+        }
+        let e = parse(&["--amqp-prefix", "a b"]).validate().unwrap_err();
+        assert_eq!(e.setting, "--amqp-prefix");
+    }
+
+    #[test]
     fn redis_settings_come_from_the_flags() {
         let c = parse(&[
             "--redis-url",
@@ -380,7 +626,9 @@ mod tests {
             "chat",
         ]);
         let s = c.redis_settings().unwrap();
-        assert_eq!(s.url, "redis://127.0.0.1:6390/2");
+        assert!(
+            matches!(&s.topology, RedisTopology::Standalone { url } if url == "redis://127.0.0.1:6390/2")
+        );
         assert_eq!(s.password.as_deref(), Some("s3cret"));
         assert_eq!(s.channel_prefix, "chat");
         assert_eq!(s.key_prefix, "hubbub");
@@ -392,5 +640,75 @@ mod tests {
                 .password
                 .is_none()
         );
+    }
+
+    #[test]
+    fn sentinel_and_cluster_settings() {
+        let c = parse(&[
+            "--redis-sentinels",
+            "127.0.0.1:26379,127.0.0.1:26380",
+            "--redis-sentinel-master",
+            "mymaster",
+            "--redis-password",
+            "data",
+        ]);
+        c.validate().unwrap();
+        let s = c.redis_settings().unwrap();
+        let RedisTopology::Sentinel {
+            sentinels, master, ..
+        } = &s.topology
+        else {
+            panic!("{:?}", s.topology)
+        };
+        assert_eq!((sentinels.len(), master.as_str()), (2, "mymaster"));
+        assert_eq!(s.password.as_deref(), Some("data"));
+        let c = parse(&[
+            "--redis-cluster-nodes",
+            "127.0.0.1:7000",
+            "--redis-tls",
+            "--redis-subscription-mode",
+            "static",
+        ]);
+        c.validate().unwrap();
+        let s = c.redis_settings().unwrap();
+        assert!(matches!(
+            s.topology,
+            RedisTopology::Cluster { tls: true, .. }
+        ));
+        assert_eq!(s.subscription_mode, SubscriptionMode::Static);
+    }
+
+    #[test]
+    fn conflicting_redis_settings_are_refused_by_name() {
+        let e = parse(&["--redis-url", "redis://x:1", "--redis-cluster-nodes", "y:2"])
+            .validate()
+            .unwrap_err();
+        assert!(
+            e.reason.contains("--redis-url and --redis-cluster-nodes"),
+            "{e}"
+        );
+        let e = parse(&["--redis-sentinels", "a:1"]).validate().unwrap_err();
+        assert_eq!(e.setting, "--redis-sentinel-master");
+        let e = parse(&["--redis-sentinel-master", "m"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "--redis-sentinel-master");
+        let e = parse(&["--redis-sentinels", "a:1,b", "--redis-sentinel-master", "m"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "--redis-sentinels");
+        assert!(e.reason.contains("\"b\""), "{e}");
+        let e = parse(&["--redis-cluster-nodes", "x"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "--redis-cluster-nodes");
+        let e = parse(&["--redis-url", "redis://x:1", "--redis-tls"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "--redis-tls");
+        let e = parse(&["--redis-subscription-mode", "sometimes"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "--redis-subscription-mode");
     }
 }

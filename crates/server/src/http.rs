@@ -16,12 +16,15 @@ use hubbub_engineio::{self, Engine};
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 type Check = Arc<dyn Fn() -> bool + Send + Sync>;
+/// A check that says why it fails (`Some(detail)`), e.g. which Redis shard is down.
+type DetailedCheck = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// Readiness: draining flag plus named checks (the store, the cluster link).
 #[derive(Default)]
 pub struct Health {
     draining: AtomicBool,
     checks: RwLock<Vec<(&'static str, Check)>>,
+    detailed: RwLock<Vec<(&'static str, DetailedCheck)>>,
 }
 
 impl Health {
@@ -33,6 +36,16 @@ impl Health {
     /// Adds a check that must pass for `/readyz` to answer 200.
     pub fn add_check(&self, name: &'static str, check: impl Fn() -> bool + Send + Sync + 'static) {
         self.checks.write().push((name, Arc::new(check)));
+    }
+
+    /// Adds a check that must return `None` for `/readyz` to answer 200; what it returns
+    /// otherwise follows its name in the `/readyz` body.
+    pub fn add_detailed_check(
+        &self,
+        name: &'static str,
+        check: impl Fn() -> Option<String> + Send + Sync + 'static,
+    ) {
+        self.detailed.write().push((name, Arc::new(check)));
     }
 
     /// Marks the server as draining: `/readyz` answers 503 from now on.
@@ -51,7 +64,31 @@ impl Health {
                 reasons.push(*name);
             }
         }
+        for (name, check) in self.detailed.read().iter() {
+            if check().is_some() {
+                reasons.push(*name);
+            }
+        }
         reasons
+    }
+
+    /// Like [`Health::unready_reasons`], each detailed check followed by its detail.
+    pub fn unready_report(&self) -> Vec<String> {
+        let mut report: Vec<String> = Vec::new();
+        if self.draining.load(Ordering::Acquire) {
+            report.push("draining".into());
+        }
+        for (name, check) in self.checks.read().iter() {
+            if !check() {
+                report.push((*name).into());
+            }
+        }
+        for (name, check) in self.detailed.read().iter() {
+            if let Some(detail) = check() {
+                report.push(format!("{name} ({detail})"));
+            }
+        }
+        report
     }
 }
 
@@ -129,7 +166,7 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let reasons = state.health.unready_reasons();
+    let reasons = state.health.unready_report();
     let mut resp = if reasons.is_empty() {
         HttpResponse::Ok()
     } else {

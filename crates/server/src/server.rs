@@ -18,11 +18,15 @@ use crate::chat::{Chat, ChatSettings};
 use crate::config::ServerConfig;
 use crate::http::{self, AppState, Health};
 use crate::metrics::Metrics;
+use hubbub_amqp::adapter::AmqpAdapter;
+use hubbub_amqp::link::AmqpLink;
 use hubbub_engineio::serve::{self, Mounts, ServeOptions};
 use hubbub_engineio::{CloseReason, Engine, EngineConfig, OriginPolicy};
 use hubbub_redis::adapter::RedisAdapter;
 use hubbub_redis::link::RedisLink;
-use hubbub_socketio::{Adapter, Io, IoConfig, IoHandler, MemoryAdapter};
+use hubbub_socketio::{
+    Adapter, Io, IoConfig, IoHandler, MemoryAdapter, MemoryRecoveryStore, Recovery,
+};
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +45,9 @@ pub enum ServerError {
     /// The Redis back end could not be set up.
     #[error("redis: {0}")]
     Redis(String),
+    /// The RabbitMQ back end could not be set up (bad URL, refused credentials or vhost).
+    #[error("{0}")]
+    Amqp(#[from] hubbub_amqp::link::AmqpError),
 }
 
 /// The Engine.IO settings from the server configuration.
@@ -58,21 +65,54 @@ pub fn engine_config(config: &ServerConfig) -> EngineConfig {
 
 /// The storage and broadcast back ends for this configuration, and the Redis handles to
 /// withdraw presence and close connections at shutdown (when Redis is configured).
-async fn backends(
-    config: &ServerConfig,
-    metrics: &Arc<Metrics>,
-) -> Result<(Arc<dyn Store>, Arc<dyn Adapter>, Option<RedisBackend>), ServerError> {
+///
+/// | `--redis-url` | `--amqp-url` | stored state (history, presence) | cross-replica traffic |
+/// |---|---|---|---|
+/// | unset | unset | memory | none (one replica) |
+/// | set | unset | Redis | Redis pub/sub |
+/// | set | set | Redis | RabbitMQ (Redis carries no pub/sub) |
+/// | unset | set | memory, per replica | RabbitMQ |
+async fn backends(config: &ServerConfig, metrics: &Arc<Metrics>) -> Result<Backends, ServerError> {
     let limits = StoreLimits {
         history_size: config.history_size,
         question_history: config.question_history,
     };
-    let Some(settings) = config.redis_settings() else {
-        return Ok((
-            Arc::new(MemoryStore::new(limits)),
-            Arc::new(MemoryAdapter),
-            None,
-        ));
+    // Checks the URL and tries once: a refused user or vhost stops start-up here; an
+    // unreachable broker is retried in the background (/readyz 503 until it answers).
+    let amqp = match config.amqp_settings() {
+        Some(settings) => Some(AmqpLink::start(settings, &metrics.registry).await?),
+        None => None,
     };
+    let Some(settings) = config.redis_settings() else {
+        let adapter: Arc<dyn Adapter> = match &amqp {
+            Some(link) => AmqpAdapter::new(link.clone()),
+            None => Arc::new(MemoryAdapter),
+        };
+        return Ok(Backends {
+            store: Arc::new(MemoryStore::new(limits)),
+            adapter,
+            redis: None,
+            amqp,
+        });
+    };
+    // Sentinels and cluster seeds are asked first, so that a wrong list, master name or a
+    // seed outside cluster mode stops start-up with the setting named (a URL is not probed).
+    let found = hubbub_redis::topology::probe(
+        &settings.topology,
+        settings.password.as_deref(),
+        settings.connect_timeout,
+        hubbub_redis::topology::PROBE_WINDOW,
+    )
+    .await
+    .map_err(|e| ServerError::Redis(e.to_string()))?;
+    tracing::info!(topology = settings.topology.kind(), %found, "redis topology");
+    if settings.topology.is_cluster() {
+        // Cross-replica traffic on a cluster needs sharded pub/sub, which the adapter
+        // does not speak yet.
+        return Err(ServerError::Redis(
+            "--redis-cluster-nodes: Redis Cluster is not supported yet (no sharded adapter)".into(),
+        ));
+    }
     // Starts connecting in the background: the server starts and /readyz is 503 until
     // Redis answers (retried with capped exponential back-off).
     let link = RedisLink::start(settings, &metrics.registry)
@@ -83,8 +123,26 @@ async fn backends(
     };
     let store = RedisStore::new(link.clone(), limits, presence);
     store.start_heartbeat();
-    let adapter = RedisAdapter::new(link.clone());
-    Ok((store.clone(), adapter, Some(RedisBackend { store, link })))
+    // With RabbitMQ configured, the Redis adapter is never created: nothing subscribes
+    // or publishes on Redis, which keeps only the stored state.
+    let adapter: Arc<dyn Adapter> = match &amqp {
+        Some(amqp) => AmqpAdapter::new(amqp.clone()),
+        None => RedisAdapter::new(link.clone()),
+    };
+    Ok(Backends {
+        store: store.clone(),
+        adapter,
+        redis: Some(RedisBackend { store, link }),
+        amqp,
+    })
+}
+
+/// What `backends` sets up.
+struct Backends {
+    store: Arc<dyn Store>,
+    adapter: Arc<dyn Adapter>,
+    redis: Option<RedisBackend>,
+    amqp: Option<AmqpLink>,
 }
 
 /// What shutdown needs of the Redis back end.
@@ -97,7 +155,12 @@ struct RedisBackend {
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let metrics = Arc::new(Metrics::new());
     let health = Health::new();
-    let (store, adapter, redis) = backends(&config, &metrics).await?;
+    let Backends {
+        store,
+        adapter,
+        redis,
+        amqp,
+    } = backends(&config, &metrics).await?;
     {
         let store = store.clone();
         health.add_check("store", move || store.is_ready());
@@ -105,15 +168,38 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     if let Some(redis) = &redis {
         // Both Redis connections up and every subscription in place.
         let link = redis.link.clone();
-        health.add_check("redis", move || link.is_ready());
+        health.add_detailed_check("redis", move || {
+            if link.is_ready() {
+                None
+            } else {
+                Some(link.unready_detail().unwrap_or_else(|| "not ready".into()))
+            }
+        });
     }
-    let io = Io::new(
+    if let Some(amqp) = &amqp {
+        // Connected to RabbitMQ with this replica's queue declared and consumed.
+        let link = amqp.clone();
+        health.add_detailed_check("amqp", move || link.status().err());
+    }
+    // One node only for now: with Redis or RabbitMQ the log must be shared by the replicas.
+    let one_node = redis.is_none() && amqp.is_none();
+    let recovery = config
+        .recovery_settings()
+        .filter(|_| one_node)
+        .map(|settings| {
+            Arc::new(Recovery {
+                store: Arc::new(MemoryRecoveryStore::new(settings.window)),
+                settings,
+            })
+        });
+    let io = Io::with_recovery(
         IoConfig {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
             max_attachment_bytes: config.max_payload,
         },
         adapter,
         Arc::new(metrics.socket.clone()),
+        recovery,
     );
     let settings = ChatSettings {
         welcome: config.welcome.clone(),
@@ -204,6 +290,10 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             tracing::warn!(%error, "presence not withdrawn");
         }
         redis.link.shutdown().await;
+    }
+    if let Some(amqp) = amqp {
+        // Closing the connection makes RabbitMQ delete this replica's queue at once.
+        amqp.shutdown().await;
     }
     tracing::info!("stopped");
     Ok(())

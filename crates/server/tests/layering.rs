@@ -1,5 +1,5 @@
 //! The workspace's layering, checked with `cargo tree`: dependencies only point down
-//! (engineio <- socketio <- redis <- server), the server links no Kubernetes client or load
+//! (engineio <- socketio <- redis | amqp <- server), the server links no Kubernetes client or load
 //! tool, the operator links no web framework, Redis client or Engine.IO, the Socket.IO
 //! layer links no Redis client, and the load tool depends on no other hubbub crate. A
 //! stray dependency added to a manifest fails this test (and so CI).
@@ -53,7 +53,12 @@ fn the_server_links_no_kubernetes_client_and_no_load_tool() {
             "hubbub-bench",
         ],
     );
-    for layer in ["hubbub-engineio", "hubbub-socketio", "hubbub-redis"] {
+    for layer in [
+        "hubbub-engineio",
+        "hubbub-socketio",
+        "hubbub-redis",
+        "hubbub-amqp",
+    ] {
         assert!(deps.contains(layer), "hubbub-server is built on {layer}");
     }
 }
@@ -83,6 +88,13 @@ fn dependencies_only_point_down() {
         &["hubbub-redis", "hubbub-server", "fred"],
     );
     assert_free_of("hubbub-redis", &["hubbub-server", "kube"]);
+    // The RabbitMQ back end stands beside the Redis one: neither links the other.
+    let amqp = assert_free_of(
+        "hubbub-amqp",
+        &["hubbub-redis", "hubbub-server", "fred", "kube"],
+    );
+    assert!(amqp.contains("hubbub-socketio") && amqp.contains("lapin"));
+    assert_free_of("hubbub-redis", &["hubbub-amqp", "lapin"]);
 }
 
 #[test]

@@ -26,6 +26,7 @@
 
   const state = {
     name: null,           // the nickname chosen by the person; joined again after every reconnect
+    joinedAs: null,       // the nickname the server acknowledged on the current session
     ready: false,         // connected and the join of this connection was acknowledged
     asked: false,         // the person used their one question
     everConnected: false,
@@ -55,9 +56,17 @@
     state.everConnected = true;
     ui.online.parentElement.classList.remove('stale');
     if (navigator.onLine) setConnection('connected', 'Connected');
-    state.replaying = true;
-    state.replayCounts = new Map();
-    if (state.name) join(state.name, true);
+    if (socket.recovered && state.joinedAs !== null && state.joinedAs === state.name) {
+      // Connection state recovery: the server kept this session (nickname included) and has
+      // just sent what was missed, so nothing is joined or replayed again.
+      state.ready = true;
+      flushOutbox();
+    } else {
+      state.joinedAs = null;
+      state.replaying = true;
+      state.replayCounts = new Map();
+      if (state.name) join(state.name, true);
+    }
     socket.timeout(ACK_TIMEOUT_MS).emit('who', (err, res) => {
       state.replaying = false;
       if (!err && res) setOnline(res.online);
@@ -198,6 +207,7 @@
       }
       if (res && res.ok) {
         state.name = typeof res.name === 'string' ? res.name : name;
+        state.joinedAs = state.name;
         state.ready = true;
         ui.joinStatus.textContent = 'You are chatting as ' + state.name + '.';
         ui.joinButton.textContent = 'Rename';

@@ -575,6 +575,13 @@
       this.nextAckId = 0;
       this.flags = {};
       this.anyListeners = [];
+      // Connection state recovery (Socket.IO 4.6+): the private session id the server gave in
+      // its CONNECT reply, and the offset carried by the last event received. Both are sent
+      // back on reconnection; `recovered` says whether the server restored the session.
+      this._pid = undefined;
+      this._lastOffset = undefined;
+      this.recovered = false;
+      this.receiveBuffer = []; // events that arrive before the CONNECT reply (a recovery's missed events)
       if (opts.autoConnect !== false) this.connect();
     }
     get disconnected() { return !this.connected; }
@@ -656,9 +663,14 @@
     }
 
     _sendConnect() {
-      const send = (auth) => this.io._send(auth === undefined
-        ? { type: SIO.CONNECT, nsp: this.nsp }
-        : { type: SIO.CONNECT, nsp: this.nsp, data: auth });
+      this.receiveBuffer = []; // what an earlier attempt got before its CONNECT reply is void
+      const send = (auth) => {
+        // As the official client: pid and offset first, the application's auth may override them.
+        const data = this._pid ? Object.assign({ pid: this._pid, offset: this._lastOffset }, auth) : auth;
+        this.io._send(data === undefined
+          ? { type: SIO.CONNECT, nsp: this.nsp }
+          : { type: SIO.CONNECT, nsp: this.nsp, data });
+      };
       if (typeof this.auth === 'function') this.auth(send);
       else send(this.auth);
     }
@@ -671,18 +683,25 @@
             return;
           }
           this.id = packet.data.sid;
+          {
+            const pid = typeof packet.data.pid === 'string' ? packet.data.pid : undefined;
+            this.recovered = pid !== undefined && pid === this._pid;
+            if (!this.recovered) this._lastOffset = undefined;
+            this._pid = pid;
+          }
           this.connected = true;
+          // The events a recovery replayed came before the CONNECT reply: deliver them first.
+          for (const [args, withAck] of this.receiveBuffer.splice(0)) this._emitEvent(args, withAck);
           this._fire('connect');
           for (const buffered of this.sendBuffer.splice(0)) this.io._send(buffered);
           break;
         case SIO.EVENT:
         case SIO.BINARY_EVENT: {
           const args = packet.data.slice();
-          if (packet.id !== undefined) args.push(this._ackFunction(packet.id));
-          for (const fn of this.anyListeners.slice()) {
-            try { fn.apply(this, args); } catch (err) { setTimeout(() => { throw err; }); }
-          }
-          this._fire(...args);
+          const withAck = packet.id !== undefined;
+          if (withAck) args.push(this._ackFunction(packet.id));
+          if (this.connected) this._emitEvent(args, withAck);
+          else this.receiveBuffer.push([args, withAck]);
           break;
         }
         case SIO.ACK:
@@ -709,6 +728,22 @@
         }
         default:
       }
+    }
+
+    /**
+     * Hands an event to the listeners. With recovery on (a pid), every event that expects no
+     * ack ends with its offset: it is remembered and taken off the arguments, so handlers see
+     * exactly what the server emitted. An event that expects an ack carries no offset (its
+     * trailing string, if any, belongs to the application), nor does an ACK.
+     */
+    _emitEvent(args, withAck) {
+      if (this._pid && !withAck && args.length > 1 && typeof args[args.length - 1] === 'string') {
+        this._lastOffset = args.pop();
+      }
+      for (const fn of this.anyListeners.slice()) {
+        try { fn.apply(this, args); } catch (err) { setTimeout(() => { throw err; }); }
+      }
+      this._fire(...args);
     }
 
     _ackFunction(id) {

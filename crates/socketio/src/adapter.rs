@@ -73,6 +73,16 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Sends an event to the other nodes' `server_side_emit` handlers (not to clients).
     fn server_side_emit(&self, _ns: &Arc<Namespace>, _args: Vec<Value>) {}
+
+    /// A room of `ns` got its first member on this node; `private` when the room is a
+    /// socket's own id (the socket joined the namespace). Called after the room index is
+    /// updated, with no lock held; a sharded adapter subscribes the room's channel here.
+    /// Calls for one room may race: check the namespace for the current state.
+    fn room_created(&self, _ns: &Namespace, _room: &str, _private: bool) {}
+
+    /// The last member of a room of `ns` on this node left (`private`: the socket left the
+    /// namespace). Same rules as [`Adapter::room_created`].
+    fn room_deleted(&self, _ns: &Namespace, _room: &str, _private: bool) {}
 }
 
 /// The single-process adapter: every operation is local.
@@ -82,7 +92,8 @@ pub struct MemoryAdapter;
 #[async_trait]
 impl Adapter for MemoryAdapter {
     fn broadcast(&self, ns: &Arc<Namespace>, packet: BroadcastPacket, opts: BroadcastOptions) {
-        ns.deliver_local(&packet, &opts);
+        // With connection state recovery the packet is logged (offset appended) on the way.
+        ns.log_and_deliver(packet, &opts);
     }
 
     async fn server_count(&self, _ns: &Arc<Namespace>) -> usize {

@@ -6,6 +6,19 @@
 //! handler. Each Engine.IO session gets a [`Client`], which parses packets,
 //! collects attachments, and routes them to the client's sockets (one per
 //! namespace joined).
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`packet`] | the Socket.IO packet format with attachments, sans-IO |
+//! | [`namespace`], [`socket`], [`ack`], [`rooms`] | namespaces, sockets, acks both ways, room membership |
+//! | [`broadcast`] | broadcasts encoded once and queued as shared bytes for every recipient |
+//! | [`adapter`] | the [`Adapter`] seam to other replicas, and the in-memory [`MemoryAdapter`] |
+//! | [`recovery`] | connection state recovery: pid and offsets, the [`RecoveryStore`] seam, the in-memory store and log |
+//! | [`metrics`] | [`SocketMetrics`], registered into a registry the binary gives |
+//!
+//! Crate rules: depends on `hubbub-engineio` only among hubbub's crates, and on no Redis
+//! client (`hubbub-redis` implements [`Adapter`] on top of this crate; a test checks it
+//! with `cargo tree`); reads no command line ([`IoConfig`] is built by the binary).
 
 pub mod ack;
 pub mod adapter;
@@ -13,6 +26,7 @@ pub mod broadcast;
 pub mod metrics;
 pub mod namespace;
 pub mod packet;
+pub mod recovery;
 pub mod rooms;
 pub mod socket;
 #[doc(hidden)]
@@ -33,12 +47,15 @@ pub use adapter::{Adapter, MemoryAdapter, SocketInfo};
 pub use broadcast::{BroadcastOperator, BroadcastOptions, BroadcastPacket};
 pub use metrics::SocketMetrics;
 pub use namespace::Namespace;
+pub use recovery::{MemoryRecoveryStore, Recovery, RecoverySettings, RecoveryStore};
 pub use socket::{DisconnectReason, EmitError, Event, Socket};
 
 use hubbub_engineio::{
     CloseReason, Connection, EngineHandler, Frame, Message, ProtocolViolation, Session,
 };
+use namespace::{AdmitError, Replay};
 use packet::{Packet, PacketType};
+use recovery::{Claim, Failure, Offset};
 
 /// A socket or session id.
 pub type Sid = Arc<str>;
@@ -69,6 +86,7 @@ pub struct Io {
     namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
     adapter: Arc<dyn Adapter>,
     metrics: Arc<SocketMetrics>,
+    recovery: Option<Arc<Recovery>>,
 }
 
 impl Io {
@@ -78,11 +96,22 @@ impl Io {
         adapter: Arc<dyn Adapter>,
         metrics: Arc<SocketMetrics>,
     ) -> Arc<Io> {
+        Self::with_recovery(config, adapter, metrics, None)
+    }
+
+    /// Like [`Io::new`], with connection state recovery when `recovery` is given.
+    pub fn with_recovery(
+        config: IoConfig,
+        adapter: Arc<dyn Adapter>,
+        metrics: Arc<SocketMetrics>,
+        recovery: Option<Arc<Recovery>>,
+    ) -> Arc<Io> {
         Arc::new(Io {
             config,
             namespaces: RwLock::new(HashMap::new()),
             adapter,
             metrics,
+            recovery,
         })
     }
 
@@ -97,7 +126,12 @@ impl Io {
             if let Some(ns) = map.get(name) {
                 return ns.clone();
             }
-            let ns = Namespace::new(name, self.adapter.clone(), self.metrics.clone());
+            let ns = Namespace::new(
+                name,
+                self.adapter.clone(),
+                self.metrics.clone(),
+                self.recovery.clone(),
+            );
             map.insert(name.to_owned(), ns.clone());
             ns
         };
@@ -283,23 +317,189 @@ impl Client {
             return None;
         }
         let auth = auth.unwrap_or_else(|| Value::Object(Default::default()));
-        let socket = Socket::new(ns.clone(), self.session.clone(), self.me.clone(), auth);
-        if let Err(message) = ns.check_auth(&socket, socket.auth()) {
-            self.send_packet(
-                PacketType::ConnectError,
-                nsp,
-                &serde_json::json!({ "message": message }),
-            );
+        if let Some(claim) = Claim::from_auth(&auth) {
+            self.io.metrics.recovery_attempts.inc();
+            if ns.recovery().is_some() {
+                // Restoring may read a networked store: later packets of this client wait.
+                let me = self.me.upgrade()?;
+                return Some(Box::pin(async move {
+                    if let Some(next) = me.recover(ns, auth, claim).await {
+                        next.await;
+                    }
+                }));
+            }
+            self.io.metrics.recovery_result("disabled");
+        }
+        self.connect_new(ns, auth)
+    }
+
+    /// Runs the CONNECT check; refuses with a CONNECT_ERROR when it fails.
+    fn accept(&self, ns: &Namespace, socket: &Arc<Socket>) -> bool {
+        match ns.check_auth(socket, socket.auth()) {
+            Ok(()) => true,
+            Err(message) => {
+                self.send_packet(
+                    PacketType::ConnectError,
+                    ns.name(),
+                    &serde_json::json!({ "message": message }),
+                );
+                false
+            }
+        }
+    }
+
+    /// A new session in `ns` (with a `pid` when recovery is offered).
+    fn connect_new(&self, ns: Arc<Namespace>, auth: Value) -> Option<BoxFuture<'static, ()>> {
+        let pid = ns
+            .offers_recovery()
+            .then(hubbub_engineio::session::random_id);
+        let socket = Socket::with_session(
+            ns.clone(),
+            self.session.clone(),
+            self.me.clone(),
+            auth,
+            pid,
+            None,
+        );
+        if !self.accept(&ns, &socket) {
             return None;
         }
-        self.sockets.lock().push((Arc::from(nsp), socket.clone()));
-        ns.add_socket(socket.clone());
-        self.send_packet(
-            PacketType::Connect,
-            nsp,
-            &serde_json::json!({ "sid": &**socket.id() }),
-        );
+        self.sockets
+            .lock()
+            .push((Arc::from(ns.name()), socket.clone()));
+        // A new session has nothing to replay: admission cannot fail.
+        let _ = ns.admit(&socket, Replay::Nothing);
+        self.closed_meanwhile(&socket);
         ns.connection_handler().and_then(|h| h(socket))
+    }
+
+    /// A socket admitted while its connection was closing is taken out again.
+    fn closed_meanwhile(&self, socket: &Arc<Socket>) {
+        if let Some(reason) = self.session.close_reason() {
+            self.forget_socket(socket.ns().name());
+            socket.on_disconnect(DisconnectReason::Transport(reason));
+        }
+    }
+
+    /// Restores the session `claim` names, or starts a new one when it cannot be restored.
+    async fn recover(
+        self: Arc<Self>,
+        ns: Arc<Namespace>,
+        auth: Value,
+        claim: Claim,
+    ) -> Option<BoxFuture<'static, ()>> {
+        match self.restore(&ns, &auth, &claim).await {
+            Ok(Some((socket, replayed))) => {
+                self.io.metrics.recovery_result("recovered");
+                self.io.metrics.recovery_replayed.inc_by(replayed as u64);
+                tracing::debug!(socket = %socket.id(), replayed, "session recovered");
+                self.closed_meanwhile(&socket);
+                ns.connection_handler().and_then(|h| h(socket))
+            }
+            Ok(None) => None, // refused by the CONNECT check
+            Err(failure) => {
+                self.io.metrics.recovery_result(failure.label());
+                tracing::debug!(reason = failure.label(), "session not recovered");
+                if self.session.is_closed() {
+                    return None;
+                }
+                self.connect_new(ns, auth)
+            }
+        }
+    }
+
+    /// Takes the session from the store, re-creates its socket and admits it with its missed
+    /// events. `Ok(None)`: the CONNECT check refused it.
+    async fn restore(
+        &self,
+        ns: &Arc<Namespace>,
+        auth: &Value,
+        claim: &Claim,
+    ) -> Result<Option<(Arc<Socket>, usize)>, Failure> {
+        let Some(recovery) = ns.recovery().cloned() else {
+            return Err(Failure::Unavailable);
+        };
+        let record = recovery.store.take(&claim.pid).await?;
+        if record.nsp != ns.name() {
+            return Err(Failure::UnknownSession);
+        }
+        // A client that received no event yet has no offset: it missed everything since its
+        // session started. An offset never goes back before that start.
+        let after = match &claim.offset {
+            Some(offset) => offset
+                .parse::<Offset>()
+                .map_err(|_| Failure::BadOffset)?
+                .max(record.since),
+            None => record.since,
+        };
+        let mut fetched = Vec::new();
+        let mut fetched_to = after;
+        let in_memory = recovery.store.logs_in_memory();
+        if !in_memory {
+            fetched = self.fetch(&recovery, ns.name(), after).await?;
+            fetched_to = fetched.last().map_or(after, |e| e.offset);
+        }
+        if self.session.is_closed() {
+            return Err(Failure::Unavailable);
+        }
+        // The same client may come back before its old connection was noticed as gone.
+        if let Some(old) = ns.get_socket(&record.sid) {
+            tracing::debug!(socket = %old.id(), "session taken over by a recovering connection");
+            old.on_disconnect(DisconnectReason::Transport(CloseReason::ServerClose));
+            old.close_connection();
+        }
+        let socket = Socket::with_session(
+            ns.clone(),
+            self.session.clone(),
+            self.me.clone(),
+            auth.clone(),
+            None,
+            Some(&record),
+        );
+        if !self.accept(ns, &socket) {
+            return Ok(None);
+        }
+        self.sockets
+            .lock()
+            .push((Arc::from(ns.name()), socket.clone()));
+        // A few rounds at most: each round fetches what this node delivered meanwhile.
+        for _ in 0..4 {
+            let replay = Replay::Missed {
+                rooms: &record.rooms,
+                after,
+                fetched: &fetched,
+                fetched_to,
+            };
+            match ns.admit(&socket, replay) {
+                Ok(replayed) => return Ok(Some((socket, replayed))),
+                Err(AdmitError::Behind(from)) => {
+                    let more = self.fetch(&recovery, ns.name(), from).await?;
+                    fetched_to = more.last().map_or(from, |e| e.offset);
+                    fetched.extend(more);
+                }
+                Err(AdmitError::Failed(failure)) => {
+                    self.forget_socket(ns.name());
+                    return Err(failure);
+                }
+            }
+        }
+        self.forget_socket(ns.name());
+        Err(Failure::Unavailable)
+    }
+
+    /// Reads the store's logged events after `after`, at most the log bound.
+    async fn fetch(
+        &self,
+        recovery: &Recovery,
+        nsp: &str,
+        after: Offset,
+    ) -> Result<Vec<recovery::LoggedEvent>, Failure> {
+        let limit = recovery.settings.max_events;
+        let events = recovery.store.missed(nsp, after, limit + 1).await?;
+        if events.len() > limit {
+            return Err(Failure::Trimmed);
+        }
+        Ok(events)
     }
 }
 

@@ -4,6 +4,11 @@
 //! Locking: `sockets` and `rooms` are separate short-lived locks; a writer
 //! only ever holds one of them, readers may hold both (sockets first). No lock
 //! is held across an `.await`.
+//!
+//! With connection state recovery on, `delivery` is taken before either of them by every
+//! logged broadcast, direct emit and admission of a socket, so that offsets reach every
+//! socket in log order and a restored socket gets each missed event exactly once: either in
+//! its replay (events up to the head delivered here) or live (everything after).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -11,15 +16,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::future::BoxFuture;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use super::Sid;
 use super::adapter::{Adapter, SocketInfo};
 use super::broadcast::{BroadcastOperator, BroadcastOptions, BroadcastPacket};
+use super::packet::{self, PacketType};
+use super::recovery::{Failure, LoggedEvent, MemoryLog, Offset, Recovery};
 use super::rooms::{Room, RoomIndex};
 use super::socket::{DisconnectReason, Event, Socket};
 use crate::metrics::SocketMetrics;
+use hubbub_engineio::Frame;
 
 type BoxFut = BoxFuture<'static, ()>;
 /// Decides whether a CONNECT is accepted; `Err(message)` refuses it with a CONNECT_ERROR.
@@ -48,6 +57,43 @@ pub struct Namespace {
     handlers: RwLock<Handlers>,
     adapter: Arc<dyn Adapter>,
     metrics: Arc<SocketMetrics>,
+    /// Connection state recovery, when on.
+    recovery: Option<Arc<Recovery>>,
+    /// With recovery on: the log head delivered here and the in-memory log (see the module doc).
+    delivery: Mutex<Delivery>,
+}
+
+/// The delivery state of a namespace with recovery on.
+#[derive(Debug, Default)]
+struct Delivery {
+    /// Offset of the newest logged broadcast queued to this node's sockets; `None` until known
+    /// (a Redis-backed node learns it from the stream). Sockets get a `pid` only once it is known.
+    head: Option<Offset>,
+    /// The log itself when it is kept in this process.
+    log: Option<MemoryLog>,
+}
+
+/// What a socket being admitted gets before its CONNECT reply.
+pub(crate) enum Replay<'a> {
+    /// A new session: nothing.
+    Nothing,
+    /// A restored session: every logged event after `after` meant for its rooms, read from the
+    /// in-memory log, or from `fetched` (a store's events up to `fetched_to`).
+    Missed {
+        rooms: &'a [String],
+        after: Offset,
+        fetched: &'a [LoggedEvent],
+        fetched_to: Offset,
+    },
+}
+
+/// Why an admission did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AdmitError {
+    /// The session cannot be restored.
+    Failed(Failure),
+    /// This node has delivered events beyond what was fetched: fetch after this offset and retry.
+    Behind(Offset),
 }
 
 impl Namespace {
@@ -55,7 +101,16 @@ impl Namespace {
         name: &str,
         adapter: Arc<dyn Adapter>,
         metrics: Arc<SocketMetrics>,
+        recovery: Option<Arc<Recovery>>,
     ) -> Arc<Self> {
+        let mut delivery = Delivery::default();
+        if let Some(r) = &recovery
+            && r.store.logs_in_memory()
+        {
+            let log = MemoryLog::new(r.settings.max_events);
+            delivery.head = Some(log.head());
+            delivery.log = Some(log);
+        }
         Arc::new(Namespace {
             name: Arc::from(name),
             sockets: RwLock::new(HashMap::new()),
@@ -63,7 +118,35 @@ impl Namespace {
             handlers: RwLock::new(Handlers::default()),
             adapter,
             metrics,
+            recovery,
+            delivery: Mutex::new(delivery),
         })
+    }
+
+    /// Connection state recovery, when on.
+    pub fn recovery(&self) -> Option<&Arc<Recovery>> {
+        self.recovery.as_ref()
+    }
+
+    /// Whether new sockets get a `pid` now: recovery is on and the log head is known.
+    pub(crate) fn offers_recovery(&self) -> bool {
+        self.recovery.is_some() && self.delivery.lock().head.is_some()
+    }
+
+    /// Sets the log head when it is not known yet (a Redis-backed node, once it has read the
+    /// stream's newest id at start-up). Used by adapters that log broadcasts themselves.
+    pub fn init_log_head(&self, head: Offset) {
+        let mut d = self.delivery.lock();
+        if d.head.is_none() {
+            d.head = Some(head);
+        }
+    }
+
+    /// Runs `f` with the log head under the delivery lock: a direct emit encoded and queued in
+    /// `f` carries a position that every logged broadcast queued before it has reached.
+    pub(crate) fn with_head<R>(&self, f: impl FnOnce(Option<Offset>) -> R) -> R {
+        let d = self.delivery.lock();
+        f(d.head)
     }
 
     /// The namespace name, e.g. `/`.
@@ -183,18 +266,43 @@ impl Namespace {
     pub(crate) fn add_socket(&self, socket: Arc<Socket>) {
         socket.set_connected();
         self.metrics.sockets_connected.inc();
-        self.sockets.write().insert(socket.id().clone(), socket);
+        let id = socket.id().clone();
+        self.sockets.write().insert(id.clone(), socket);
+        self.adapter.room_created(self, &id, true);
     }
 
     pub(crate) fn remove_socket(&self, socket: &Socket, rooms: &[Room], reason: DisconnectReason) {
-        let removed = self.sockets.write().remove(socket.id());
+        let removed = {
+            let mut sockets = self.sockets.write();
+            // Only this very socket (a restored one may have taken its id over).
+            if sockets
+                .get(socket.id())
+                .is_some_and(|s| std::ptr::eq(&**s, socket))
+            {
+                sockets.remove(socket.id())
+            } else {
+                None
+            }
+        };
+        if let (Some(recovery), Some(pid)) = (&self.recovery, socket.pid()) {
+            recovery
+                .store
+                .end(pid, socket.session_id(), reason.is_recoverable());
+        }
+        let mut emptied: Vec<&Room> = Vec::new();
         if !rooms.is_empty() {
             let mut index = self.rooms.write();
             for r in rooms {
-                index.leave(r, socket.id());
+                if index.leave(r, socket.id()) {
+                    emptied.push(r);
+                }
             }
         }
+        for r in emptied {
+            self.adapter.room_deleted(self, r, false);
+        }
         let Some(socket) = removed else { return };
+        self.adapter.room_deleted(self, socket.id(), true);
         self.metrics.sockets_connected.dec();
         let handler = self.handlers.read().disconnect.clone();
         if let Some(h) = handler {
@@ -203,11 +311,23 @@ impl Namespace {
     }
 
     pub(crate) fn index_join(&self, room: &Room, sid: &Sid) {
-        self.rooms.write().join(room, sid);
+        let created = self.rooms.write().join(room, sid);
+        if created {
+            self.adapter.room_created(self, room, false);
+        }
     }
 
     pub(crate) fn index_leave(&self, room: &str, sid: &str) {
-        self.rooms.write().leave(room, sid);
+        let deleted = self.rooms.write().leave(room, sid);
+        if deleted {
+            self.adapter.room_deleted(self, room, false);
+        }
+    }
+
+    /// Whether `room` has a member on this node (a socket's own id counts while the
+    /// socket is connected).
+    pub fn has_local_room(&self, room: &str) -> bool {
+        self.rooms.read().members(room).is_some() || self.sockets.read().contains_key(room)
     }
 
     /// Calls `f` for every local socket matching `opts`, each once, under the
@@ -271,10 +391,62 @@ impl Namespace {
     }
 
     /// Delivers a broadcast to the matching sockets of this node: encoded once,
-    /// the same bytes queued for every recipient. Used by adapters.
+    /// the same bytes queued for every recipient. Used by adapters for broadcasts that are
+    /// not logged (recovery off, or a peer that sent no offset).
     pub fn deliver_local(&self, packet: &BroadcastPacket, opts: &BroadcastOptions) -> usize {
-        let start = Instant::now();
         let frames = packet.frames(&self.name);
+        if self.recovery.is_some() {
+            let _order = self.delivery.lock();
+            return self.deliver_frames(&frames, opts);
+        }
+        self.deliver_frames(&frames, opts)
+    }
+
+    /// Delivers a broadcast that a cluster log gave `offset` (its last argument already), in
+    /// log order: the adapter calls this in the order of the log.
+    pub fn deliver_logged(
+        &self,
+        packet: &BroadcastPacket,
+        opts: &BroadcastOptions,
+        offset: Offset,
+    ) -> usize {
+        let frames = packet.frames(&self.name);
+        let mut d = self.delivery.lock();
+        if d.head.is_none_or(|h| h < offset) {
+            d.head = Some(offset);
+        }
+        self.deliver_frames(&frames, opts)
+    }
+
+    /// Logs a broadcast in this process's log (when recovery keeps it here) and delivers it
+    /// to the matching local sockets: the offset is appended to its arguments once, before
+    /// the one encoding every recipient shares. Without an in-memory log, as `deliver_local`.
+    pub fn log_and_deliver(&self, mut packet: BroadcastPacket, opts: &BroadcastOptions) -> usize {
+        if self.recovery.is_none() {
+            return self.deliver_local(&packet, opts);
+        }
+        let mut d = self.delivery.lock();
+        let Some(log) = d.log.as_mut() else {
+            drop(d);
+            return self.deliver_local(&packet, opts);
+        };
+        let offset = log.next_offset();
+        if let Value::Array(items) = &mut packet.data {
+            items.push(Value::String(offset.to_string()));
+        }
+        let frames = packet.frames(&self.name);
+        log.append(LoggedEvent {
+            offset,
+            frames: frames.clone(),
+            rooms: opts.rooms.clone(),
+            except: opts.except.clone(),
+        });
+        d.head = Some(offset);
+        self.deliver_frames(&frames, opts)
+    }
+
+    fn deliver_frames(&self, frames: &SmallVec<[Frame; 1]>, opts: &BroadcastOptions) -> usize {
+        let start = Instant::now();
         let count = self.for_each_matching(opts, |s| {
             // A full queue closes that client; the others are unaffected.
             let _ = s.send_frames(frames.clone());
@@ -284,6 +456,91 @@ impl Namespace {
             .broadcast_duration_seconds
             .observe(start.elapsed().as_secs_f64());
         count
+    }
+
+    /// Admits a socket that passed its CONNECT checks: queues what it missed (a restored
+    /// session), then its CONNECT reply (`{"sid"}`, plus `"pid"` with recovery), then makes
+    /// it a member so that it gets every later broadcast — all under the delivery lock, so
+    /// nothing falls between the replay and live delivery. Returns how many events were
+    /// replayed.
+    pub(crate) fn admit(
+        &self,
+        socket: &Arc<Socket>,
+        replay: Replay<'_>,
+    ) -> Result<usize, AdmitError> {
+        let connect_reply = |socket: &Socket| {
+            let mut data = serde_json::Map::new();
+            data.insert("sid".into(), Value::String(socket.id().to_string()));
+            if let Some(pid) = socket.pid() {
+                data.insert("pid".into(), Value::String(pid.to_string()));
+            }
+            packet::encode_message(PacketType::Connect, 0, &self.name, None, Some(&data))
+        };
+        let Some(recovery) = &self.recovery else {
+            let _ = socket
+                .session()
+                .send(Frame::Text(connect_reply(socket).into()));
+            self.add_socket(socket.clone());
+            return Ok(0);
+        };
+        let d = self.delivery.lock();
+        let mut replayed = 0;
+        if let Replay::Missed {
+            rooms: restored_rooms,
+            after,
+            fetched,
+            fetched_to,
+        } = replay
+        {
+            let head = d.head.ok_or(AdmitError::Failed(Failure::Unavailable))?;
+            let mut rooms: Vec<&str> = vec![&**socket.id()];
+            rooms.extend(restored_rooms.iter().map(String::as_str));
+            let max = recovery.settings.max_replay;
+            let mut missed: Vec<&LoggedEvent> = Vec::new();
+            match &d.log {
+                Some(log) => {
+                    for e in log.after(after).map_err(AdmitError::Failed)? {
+                        if e.is_for(&rooms) {
+                            missed.push(e);
+                        }
+                    }
+                }
+                None => {
+                    if head > fetched_to {
+                        return Err(AdmitError::Behind(fetched_to));
+                    }
+                    // Events after this node's head arrive live once the socket is a member.
+                    missed.extend(
+                        fetched
+                            .iter()
+                            .filter(|e| e.offset <= head && e.is_for(&rooms)),
+                    );
+                }
+            }
+            if missed.len() > max {
+                return Err(AdmitError::Failed(Failure::TooMany));
+            }
+            let frames: Vec<Frame> = missed
+                .iter()
+                .flat_map(|e| e.frames.iter().cloned())
+                .collect();
+            if !frames.is_empty() && socket.session().send_all(frames.into_iter()).is_err() {
+                return Err(AdmitError::Failed(Failure::TooMany));
+            }
+            replayed = missed.len();
+            for room in restored_rooms {
+                socket.join(room.as_str());
+            }
+        } else {
+            socket.set_since(d.head);
+        }
+        let _ = socket
+            .session()
+            .send(Frame::Text(connect_reply(socket).into()));
+        self.add_socket(socket.clone());
+        socket.save_session();
+        drop(d);
+        Ok(replayed)
     }
 
     /// Information on the matching local sockets (for `fetchSockets`).

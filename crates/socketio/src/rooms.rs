@@ -19,22 +19,24 @@ pub struct RoomIndex {
 }
 
 impl RoomIndex {
-    /// Adds `sid` to `room`.
-    pub fn join(&mut self, room: &Room, sid: &Sid) {
-        self.rooms
-            .entry(room.clone())
-            .or_default()
-            .insert(sid.clone());
+    /// Adds `sid` to `room`; true when this created the room.
+    pub fn join(&mut self, room: &Room, sid: &Sid) -> bool {
+        let members = self.rooms.entry(room.clone()).or_default();
+        let created = members.is_empty();
+        members.insert(sid.clone());
+        created
     }
 
-    /// Removes `sid` from `room`, dropping the room when it empties.
-    pub fn leave(&mut self, room: &str, sid: &str) {
+    /// Removes `sid` from `room`, dropping the room when it empties; true when it did.
+    pub fn leave(&mut self, room: &str, sid: &str) -> bool {
         if let Some(members) = self.rooms.get_mut(room) {
             members.remove(sid);
             if members.is_empty() {
                 self.rooms.remove(room);
+                return true;
             }
         }
+        false
     }
 
     /// Members of `room` (stored rooms only).
@@ -61,12 +63,13 @@ mod tests {
     fn rooms_drop_when_empty() {
         let mut idx = RoomIndex::default();
         let (r, a, b): (Room, Sid, Sid) = ("r".into(), "a".into(), "b".into());
-        idx.join(&r, &a);
-        idx.join(&r, &b);
+        assert!(idx.join(&r, &a), "the first member creates the room");
+        assert!(!idx.join(&r, &b));
         assert!(idx.contains("r", "a"));
-        idx.leave("r", "a");
+        assert!(!idx.leave("r", "a"));
         assert_eq!(idx.members("r").map(|m| m.len()), Some(1));
-        idx.leave("r", "b");
+        assert!(idx.leave("r", "b"), "the last member deletes it");
+        assert!(!idx.leave("r", "b"));
         assert!(idx.members("r").is_none());
         assert_eq!(idx.names().count(), 0);
     }

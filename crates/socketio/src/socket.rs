@@ -1,6 +1,10 @@
 //! One Socket.IO socket: a client's membership in one namespace. Handlers get
 //! an `Arc<Socket>` to emit, wait for acks, join and leave rooms, broadcast to
 //! others, keep per-socket data and disconnect.
+//!
+//! With connection state recovery on, a socket also has a private session id (`pid`), its
+//! session is saved to the recovery store whenever its rooms or [`Socket::data`] change, and
+//! its direct emits end with the namespace's log position (see `recovery.rs`).
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -17,6 +21,7 @@ use super::ack::{AckError, AckResponse, PendingAcks};
 use super::broadcast::{BroadcastOperator, BroadcastOptions, event_frames};
 use super::namespace::Namespace;
 use super::packet::{self, PacketType};
+use super::recovery::{Offset, SessionRecord};
 use super::rooms::Room;
 use super::{Client, Sid};
 use hubbub_engineio::{CloseReason, Frame, SendError, Session};
@@ -54,6 +59,29 @@ pub enum EmitError {
     /// The client's queue was full; it has been disconnected.
     #[error("client too slow; disconnected")]
     Overflow,
+}
+
+impl DisconnectReason {
+    /// Whether the session may be restored afterwards: socket.io's recoverable reasons
+    /// (`transport close`, `transport error`, `ping timeout`, `forced close`, `server shutting
+    /// down`, `forced server close`). A namespace DISCONNECT either way, or a connection closed
+    /// for breaking the protocol, ends the session for good.
+    pub fn is_recoverable(self) -> bool {
+        match self {
+            DisconnectReason::ClientNamespaceDisconnect
+            | DisconnectReason::ServerNamespaceDisconnect => false,
+            DisconnectReason::Transport(reason) => matches!(
+                reason,
+                CloseReason::ClientClose
+                    | CloseReason::TransportClose
+                    | CloseReason::TransportError
+                    | CloseReason::PingTimeout
+                    | CloseReason::SlowConsumer
+                    | CloseReason::ServerClose
+                    | CloseReason::Shutdown
+            ),
+        }
+    }
 }
 
 impl From<SendError> for EmitError {
@@ -100,6 +128,14 @@ pub struct Socket {
     rooms: Mutex<SmallVec<[Room; 2]>>,
     acks: Mutex<PendingAcks>,
     extensions: Extensions,
+    /// The private session id, with recovery on (and the log position known at CONNECT).
+    pid: Option<Sid>,
+    /// Whether this socket restored an earlier session.
+    recovered: bool,
+    /// The log position when its session started (kept across recoveries).
+    since: Mutex<Option<Offset>>,
+    /// Per-socket data that survives a recovery (socket.io's `socket.data`): a JSON object.
+    data: Mutex<serde_json::Map<String, Value>>,
 }
 
 impl std::fmt::Debug for Socket {
@@ -118,8 +154,35 @@ impl Socket {
         client: Weak<Client>,
         auth: Value,
     ) -> Arc<Socket> {
+        Self::with_session(ns, session, client, auth, None, None)
+    }
+
+    /// A socket for a new session (`restored: None`; a `pid` when recovery is offered) or for a
+    /// restored one (its id, pid, data and start position; its rooms are joined on admission).
+    pub(crate) fn with_session(
+        ns: Arc<Namespace>,
+        session: Arc<Session>,
+        client: Weak<Client>,
+        auth: Value,
+        pid: Option<Sid>,
+        restored: Option<&SessionRecord>,
+    ) -> Arc<Socket> {
+        let (id, pid, data, since) = match restored {
+            Some(r) => (
+                Sid::from(r.sid.as_str()),
+                Some(Sid::from(r.pid.as_str())),
+                r.data.as_object().cloned().unwrap_or_default(),
+                Some(r.since),
+            ),
+            None => (
+                hubbub_engineio::session::random_id(),
+                pid,
+                Default::default(),
+                None,
+            ),
+        };
         Arc::new(Socket {
-            id: hubbub_engineio::session::random_id(),
+            id,
             ns,
             session,
             client,
@@ -128,6 +191,10 @@ impl Socket {
             rooms: Mutex::new(SmallVec::new()),
             acks: Mutex::new(PendingAcks::default()),
             extensions: Extensions::default(),
+            pid,
+            recovered: restored.is_some(),
+            since: Mutex::new(since),
+            data: Mutex::new(data),
         })
     }
 
@@ -160,9 +227,60 @@ impl Socket {
         self.connected.store(true, Ordering::Release);
     }
 
-    /// Per-socket data.
+    /// Per-socket typed data (not kept by a recovery; see [`Socket::data`]).
     pub fn extensions(&self) -> &Extensions {
         &self.extensions
+    }
+
+    /// The private session id, when connection state recovery is on.
+    pub fn pid(&self) -> Option<&Sid> {
+        self.pid.as_ref()
+    }
+
+    /// Whether this socket restored an earlier session (socket.io's `socket.recovered`).
+    pub fn recovered(&self) -> bool {
+        self.recovered
+    }
+
+    /// The per-socket data value under `key` (restored with the session after a recovery).
+    pub fn data(&self, key: &str) -> Option<Value> {
+        self.data.lock().get(key).cloned()
+    }
+
+    /// Sets per-socket data that survives a recovery; saved to the recovery store at once.
+    pub fn set_data(&self, key: &str, value: Value) {
+        self.data.lock().insert(key.to_owned(), value);
+        self.save_session();
+    }
+
+    pub(crate) fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    pub(crate) fn set_since(&self, since: Option<Offset>) {
+        *self.since.lock() = since;
+    }
+
+    /// Saves this socket's session to the recovery store (connected sockets with a pid only).
+    pub(crate) fn save_session(&self) {
+        let (Some(recovery), Some(pid)) = (self.ns.recovery(), &self.pid) else {
+            return;
+        };
+        if !self.connected() {
+            return;
+        }
+        let Some(since) = *self.since.lock() else {
+            return;
+        };
+        let record = SessionRecord {
+            pid: pid.to_string(),
+            sid: self.id.to_string(),
+            nsp: self.ns.name().to_owned(),
+            rooms: self.rooms.lock().iter().map(|r| r.to_string()).collect(),
+            data: Value::Object(self.data.lock().clone()),
+            since,
+        };
+        recovery.store.save(&record, self.session.sid());
     }
 
     pub(crate) fn send_frames(&self, frames: SmallVec<[Frame; 1]>) -> Result<(), EmitError> {
@@ -181,7 +299,7 @@ impl Socket {
 
     /// Emits an event to this client.
     pub fn emit(&self, event: &str, args: &[Value]) -> Result<(), EmitError> {
-        self.send_frames(event_frames(self.ns.name(), event, args, &[], None))
+        self.emit_binary(event, args, &[])
     }
 
     /// Emits an event whose arguments reference binary attachments.
@@ -191,7 +309,25 @@ impl Socket {
         args: &[Value],
         binary: &[Bytes],
     ) -> Result<(), EmitError> {
-        self.send_frames(event_frames(self.ns.name(), event, args, binary, None))
+        if self.pid.is_none() {
+            return self.send_frames(event_frames(self.ns.name(), event, args, binary, None));
+        }
+        // With recovery, the event ends with the log position: the client keeps it as its
+        // offset, and every logged broadcast up to it has been queued before this event.
+        self.ns.with_head(|head| {
+            let mut with_offset = Vec::with_capacity(args.len() + 1);
+            with_offset.extend_from_slice(args);
+            if let Some(head) = head {
+                with_offset.push(Value::String(head.to_string()));
+            }
+            self.send_frames(event_frames(
+                self.ns.name(),
+                event,
+                &with_offset,
+                binary,
+                None,
+            ))
+        })
     }
 
     /// Emits an event and waits up to `timeout` for the client's ack.
@@ -232,6 +368,8 @@ impl Socket {
         if !rooms.contains(&room) {
             self.ns.index_join(&room, &self.id);
             rooms.push(room);
+            drop(rooms);
+            self.save_session();
         }
     }
 
@@ -241,6 +379,8 @@ impl Socket {
         if let Some(pos) = rooms.iter().position(|r| &**r == room) {
             rooms.swap_remove(pos);
             self.ns.index_leave(room, &self.id);
+            drop(rooms);
+            self.save_session();
         }
     }
 

@@ -62,6 +62,8 @@ mod request;
 mod response;
 mod value;
 
+pub mod sharded;
+
 pub use broadcast::*;
 pub use channels::*;
 pub use request::*;

@@ -46,7 +46,12 @@ pub struct Chat {
     metrics: ChatMetrics,
 }
 
-/// Per-connection state, kept in the socket's extensions.
+/// Keys of the per-socket data that connection state recovery restores.
+const DATA_NAME: &str = "name";
+const DATA_ASKED: &str = "asked";
+
+/// Per-connection state, kept in the socket's extensions (and mirrored in its session data,
+/// `DATA_NAME`/`DATA_ASKED`, so that a recovered connection keeps it).
 struct Member {
     name: Mutex<Option<Nickname>>,
     asked: AtomicBool,
@@ -135,9 +140,14 @@ impl Chat {
         if let Some(m) = socket.extensions().get::<Member>() {
             return m;
         }
+        // A recovered socket brings its nickname and question back in its session data.
+        let name = socket
+            .data(DATA_NAME)
+            .and_then(|v| Nickname::parse(&v).ok());
+        let asked = socket.data(DATA_ASKED) == Some(Value::Bool(true));
         let member = Member {
-            name: Mutex::new(None),
-            asked: AtomicBool::new(false),
+            name: Mutex::new(name),
+            asked: AtomicBool::new(asked),
             bucket: Mutex::new(TokenBucket::new(
                 self.settings.rate_limit,
                 self.settings.rate_burst,
@@ -190,6 +200,20 @@ impl Chat {
     }
 
     async fn on_connection(&self, socket: Arc<Socket>) {
+        if socket.recovered() {
+            // The client missed nothing and already has the welcome and the questions.
+            // It is back in the presence set under its old nickname (its drop said `left`).
+            let name = self.member(&socket).name.lock().clone();
+            if let Some(name) = name {
+                if let Err(e) = self.store.set_present(socket.id(), name.as_str()).await {
+                    tracing::warn!(error = %e, "recovered: presence not stored");
+                }
+                let online = self.store.online().await.unwrap_or(0);
+                let notice = json!({ "name": name.as_str(), "online": online });
+                socket.broadcast().emit("joined", &[notice]);
+            }
+            return;
+        }
         if !self.settings.welcome.is_empty() {
             let _ = socket.emit("messages", &[json!({ "hello": self.settings.welcome })]);
         }
@@ -221,6 +245,7 @@ impl Chat {
                 Rejection::StoreUnavailable
             })?;
         *self.member(&socket).name.lock() = Some(name.clone());
+        socket.set_data(DATA_NAME, Value::String(name.as_str().to_owned()));
         match self.store.recent_messages().await {
             Ok(history) => {
                 for m in history {
@@ -277,9 +302,11 @@ impl Chat {
         if member.asked.swap(true, Ordering::AcqRel) {
             return Err(Rejection::QuestionLimit);
         }
+        socket.set_data(DATA_ASKED, Value::Bool(true));
         if let Err(e) = self.store.add_question(text.as_str()).await {
             tracing::warn!(error = %e, "question not stored; refused");
             member.asked.store(false, Ordering::Release);
+            socket.set_data(DATA_ASKED, Value::Bool(false));
             return Err(Rejection::StoreUnavailable);
         }
         socket
@@ -324,12 +351,17 @@ impl Chat {
     }
 
     async fn on_leave(&self, socket: Arc<Socket>) {
+        if socket.ns().get_socket(socket.id()).is_some() {
+            return; // a recovering connection has taken this socket over: still present
+        }
         match self.store.remove_present(socket.id()).await {
             Ok(Some(name)) => {
                 let online = self.store.online().await.unwrap_or(0);
+                // Not to the socket itself: should it recover, its own `left` is not replayed.
                 socket
                     .ns()
                     .broadcast()
+                    .except(socket.id().clone())
                     .emit("left", &[json!({ "name": name, "online": online })]);
             }
             Ok(None) => {}

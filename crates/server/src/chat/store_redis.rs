@@ -17,7 +17,14 @@
 //! written back by the application. Scripts are used where a MULTI cannot express the
 //! operation atomically: appending a message needs its `INCR`ed id inside the stored JSON,
 //! and an answer must find its question and be stored under it in one step. The scripts
-//! touch keys derived from `P`, which a single Redis (not Redis Cluster) allows.
+//! touch keys derived from `P` that they are not all given in `KEYS` (the answer lists).
+//!
+//! On a Redis Cluster (`--redis-cluster-nodes`) `P` becomes the hash tag `{P}`
+//! (`{hubbub}:history`, ...): every key above hashes to the one slot of `P`, so each MULTI,
+//! script and pipeline stays within one slot, as a cluster requires. The chat's state thus
+//! lives on one shard (it is small and bounded: `--history-size` messages,
+//! `--question-history` questions); the cross-replica traffic is what spreads over the
+//! shards (see `hubbub_redis::adapter`).
 //!
 //! Presence: each replica writes its users into its own hash, whose TTL its heartbeat
 //! (`--presence-heartbeat-secs`) refreshes while also scoring the replica in `P:replicas`.
@@ -131,7 +138,15 @@ struct Keys {
 }
 
 impl Keys {
-    fn new(prefix: &str, node: &str) -> Self {
+    fn new(prefix: &str, node: &str, cluster: bool) -> Self {
+        // On a cluster every key carries the hash tag `{prefix}`: one slot for them all.
+        let tagged;
+        let prefix = if cluster {
+            tagged = format!("{{{prefix}}}");
+            tagged.as_str()
+        } else {
+            prefix
+        };
         Self {
             history: format!("{prefix}:history"),
             history_seq: format!("{prefix}:history:seq"),
@@ -194,7 +209,11 @@ impl RedisStore {
     pub fn new(link: RedisLink, limits: StoreLimits, presence: PresenceSettings) -> Arc<Self> {
         let node = link.node_id().to_owned();
         Arc::new(Self {
-            keys: Keys::new(&link.settings().key_prefix, &node),
+            keys: Keys::new(
+                &link.settings().key_prefix,
+                &node,
+                link.topology().is_cluster(),
+            ),
             link,
             limits,
             presence,

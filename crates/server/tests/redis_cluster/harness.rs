@@ -30,16 +30,18 @@ impl Hubbub {
     /// Starts `hubbub-server` on a free port with Redis at `redis_url`, fast presence
     /// settings and `extra` flags. Does not wait for readiness.
     pub fn start(redis_url: &str, extra: &[&str]) -> Self {
+        Self::start_with_redis(&["--redis-url", redis_url], extra)
+    }
+
+    /// Like [`Hubbub::start`], with Redis given by `redis` flags (a URL, Sentinels or
+    /// cluster nodes).
+    pub fn start_with_redis(redis: &[&str], extra: &[&str]) -> Self {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("hubbub-redis-test-{port}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_hubbub-server"))
-            .args([
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-                "--redis-url",
-                redis_url,
-            ])
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .args(redis)
             .args(["--presence-heartbeat-secs", "1", "--presence-ttl-secs", "2"])
             .args([
                 "--shutdown-grace-secs",
@@ -88,6 +90,27 @@ impl Hubbub {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; its status, if it did.
+    #[allow(dead_code)] // used by the redis_ha suite
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Everything it logged so far.
+    #[allow(dead_code)] // used by the redis_ha suite
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Whether the process is still running.

@@ -14,6 +14,16 @@ pub struct RedisServer {
     /// Further `redis-server` arguments (e.g. `--requirepass`).
     extra: Vec<String>,
     child: Option<Child>,
+    /// The private working directory of a server started without `dir`: a replica writes
+    /// the RDB of its full sync there even with `--save ''`, never into the test's cwd.
+    scratch: tempfile::TempDir,
+}
+
+fn scratch_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("hubbub-redis-test")
+        .tempdir()
+        .expect("a temporary directory for redis-server")
 }
 
 /// A free loopback port (the listener is dropped; the port is reused right after).
@@ -38,6 +48,7 @@ impl RedisServer {
             dir: None,
             extra: Vec::new(),
             child: None,
+            scratch: scratch_dir(),
         };
         server.spawn();
         server
@@ -50,6 +61,7 @@ impl RedisServer {
             dir: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
+            scratch: scratch_dir(),
         };
         server.spawn();
         server
@@ -62,6 +74,7 @@ impl RedisServer {
             dir: Some(dir.to_owned()),
             extra: Vec::new(),
             child: None,
+            scratch: scratch_dir(),
         };
         server.spawn();
         server
@@ -69,9 +82,8 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let mut cmd = Command::new("redis-server");
-        if let Some(dir) = &self.dir {
-            cmd.arg("--dir").arg(dir);
-        }
+        cmd.arg("--dir")
+            .arg(self.dir.as_deref().unwrap_or(self.scratch.path()));
         cmd.args(&self.extra);
         let mut child = cmd
             .args([
