@@ -156,7 +156,7 @@ pub struct ChatRoomSpec {
     #[schemars(length(max = 32))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "self.all(e, !(e.name in ['HUBBUB_BIND', 'HUBBUB_REDIS_URL', 'HUBBUB_REDIS_PASSWORD', 'HUBBUB_HISTORY_SIZE', 'HUBBUB_QUESTION_HISTORY', 'HUBBUB_WELCOME', 'HUBBUB_MAX_MESSAGE_BYTES', 'HUBBUB_RATE_LIMIT', 'HUBBUB_RATE_BURST', 'HUBBUB_CORS_ORIGINS', 'HUBBUB_SHUTDOWN_GRACE_SECS', 'HUBBUB_LOG', 'HUBBUB_LOG_FORMAT']))",
+        "rule": "self.all(e, !(e.name in ['HUBBUB_BIND', 'HUBBUB_REDIS_URL', 'HUBBUB_REDIS_PASSWORD', 'HUBBUB_AMQP_URL', 'HUBBUB_AMQP_PREFIX', 'HUBBUB_HISTORY_SIZE', 'HUBBUB_QUESTION_HISTORY', 'HUBBUB_WELCOME', 'HUBBUB_MAX_MESSAGE_BYTES', 'HUBBUB_RATE_LIMIT', 'HUBBUB_RATE_BURST', 'HUBBUB_CORS_ORIGINS', 'HUBBUB_SHUTDOWN_GRACE_SECS', 'HUBBUB_LOG', 'HUBBUB_LOG_FORMAT']))",
         "message": "this setting is managed by the operator: use the matching ChatRoom field instead of env"
     }]))]
     pub env: Vec<EnvSetting>,
@@ -165,6 +165,12 @@ pub struct ChatRoomSpec {
     /// the chat server replicas.
     #[serde(default)]
     pub redis: RedisSpec,
+
+    /// An existing RabbitMQ that carries the traffic between the chat server replicas
+    /// instead of Redis pub/sub (Redis then keeps only history, questions and presence).
+    /// The operator does not deploy RabbitMQ. Absent: Redis carries everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amqp: Option<AmqpSpec>,
 
     /// The Service in front of the chat server pods.
     #[serde(default)]
@@ -319,6 +325,37 @@ pub struct RedisSpec {
     /// should be able to reach Redis; use a NetworkPolicy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub existing_secret: Option<SecretKeyRef>,
+}
+
+/// An existing RabbitMQ (`HUBBUB_AMQP_URL`, `HUBBUB_AMQP_PREFIX` of the chat server).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AmqpSpec {
+    /// The Secret key holding the URL, `amqp://user:pass@host:5672/vhost` or `amqps://...`.
+    pub url_secret: AmqpUrlSecret,
+
+    /// Prefix of the exchange and queue names. Default: `hubbub.<namespace>.<room>`, so
+    /// that rooms sharing one vhost never see each other's messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,200}$"))]
+    pub prefix: Option<String>,
+}
+
+/// A key in a Secret in the ChatRoom's namespace that holds a RabbitMQ URL.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+pub struct AmqpUrlSecret {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+
+    /// Key in the Secret (default `url`).
+    #[serde(default = "default_url_key")]
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+fn default_url_key() -> String {
+    "url".into()
 }
 
 /// A PersistentVolumeClaim for Redis.

@@ -485,7 +485,7 @@ impl ServerConfig {
             });
         }
         let prefix_ok = !self.amqp_prefix.is_empty()
-            && self.amqp_prefix.len() <= 64
+            && self.amqp_prefix.len() <= 200
             && self
                 .amqp_prefix
                 .chars()
@@ -494,7 +494,7 @@ impl ServerConfig {
             return Err(ConfigError {
                 setting: "--amqp-prefix",
                 env: "AMQP_PREFIX",
-                reason: "1 to 64 characters among a-z A-Z 0-9 - _ .".into(),
+                reason: "1 to 200 characters among a-z A-Z 0-9 - _ .".into(),
             });
         }
         self.redis_topology()?;

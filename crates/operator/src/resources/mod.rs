@@ -78,6 +78,8 @@ pub const MANAGED_ENV: &[&str] = &[
     "HUBBUB_BIND",
     "HUBBUB_REDIS_URL",
     "HUBBUB_REDIS_PASSWORD",
+    "HUBBUB_AMQP_URL",
+    "HUBBUB_AMQP_PREFIX",
     "HUBBUB_HISTORY_SIZE",
     "HUBBUB_QUESTION_HISTORY",
     "HUBBUB_WELCOME",
@@ -367,18 +369,22 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
 
 fn secret_env(name: &str, room: &ChatRoom) -> Option<EnvVar> {
     let secret = room.spec.redis.existing_secret.as_ref()?;
-    Some(EnvVar {
+    Some(secret_key_env(name, &secret.name, &secret.key))
+}
+
+fn secret_key_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
-                name: secret.name.clone(),
-                key: secret.key.clone(),
+                name: secret.into(),
+                key: key.into(),
                 optional: Some(false),
             }),
             ..EnvVarSource::default()
         }),
         ..EnvVar::default()
-    })
+    }
 }
 
 /// True for objects this operator manages for `room` (by the controller owner reference).

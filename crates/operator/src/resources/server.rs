@@ -23,6 +23,21 @@ pub fn server_env(room: &ChatRoom) -> Vec<EnvVar> {
         ),
     ];
     vars.extend(secret_env("HUBBUB_REDIS_PASSWORD", room));
+    if let Some(amqp) = &spec.amqp {
+        // The URL carries credentials: it comes from the Secret, never from the spec.
+        vars.push(secret_key_env(
+            "HUBBUB_AMQP_URL",
+            &amqp.url_secret.name,
+            &amqp.url_secret.key,
+        ));
+        let prefix = amqp.prefix.clone().unwrap_or_else(|| {
+            match room.namespace().filter(|n| !n.is_empty()) {
+                Some(ns) => format!("hubbub.{ns}.{}", room.name_any()),
+                None => format!("hubbub.{}", room.name_any()),
+            }
+        });
+        vars.push(env("HUBBUB_AMQP_PREFIX", prefix));
+    }
     vars.push(env(
         "HUBBUB_HISTORY_SIZE",
         spec.history.messages.to_string(),
@@ -73,11 +88,13 @@ pub fn config_hash(room: &ChatRoom, image: &str) -> String {
         image: &'a str,
         env: Vec<EnvVar>,
         secret: Option<&'a crate::crd::SecretKeyRef>,
+        amqp: Option<&'a crate::crd::AmqpSpec>,
     }
     let hashed = Hashed {
         image,
         env: server_env(room),
         secret: room.spec.redis.existing_secret.as_ref(),
+        amqp: room.spec.amqp.as_ref(),
     };
     // serialising plain strings and k8s-openapi structs to JSON cannot fail
     let bytes = serde_json::to_vec(&hashed).unwrap_or_default();

@@ -505,3 +505,28 @@ fn building_is_deterministic() {
     let spec = json!({"ingress": {"host": "h"}, "autoscaling": {"maxReplicas": 3}, "podAnnotations": {"a": "1", "b": "2"}});
     assert_eq!(build_ok(spec.clone()), build_ok(spec));
 }
+
+#[test]
+fn an_existing_rabbitmq_comes_from_a_secret_with_a_per_room_prefix() {
+    let c = build_ok(json!({"amqp": {"urlSecret": {"name": "rabbit"}}}));
+    let env = env_map(&c);
+    assert_eq!(
+        env["HUBBUB_AMQP_URL"],
+        json!({"secretKeyRef": {"name": "rabbit", "key": "url", "optional": false}})
+    );
+    assert_eq!(env["HUBBUB_AMQP_PREFIX"], json!("hubbub.chat.lobby"));
+    // Redis stays: it keeps history, questions and presence.
+    assert_eq!(env["HUBBUB_REDIS_URL"], json!("redis://lobby-redis:6379/0"));
+    let c = build_ok(
+        json!({"amqp": {"urlSecret": {"name": "rabbit", "key": "amqp"}, "prefix": "team.chat"}}),
+    );
+    let env = env_map(&c);
+    assert_eq!(env["HUBBUB_AMQP_PREFIX"], json!("team.chat"));
+    assert_eq!(env["HUBBUB_AMQP_URL"]["secretKeyRef"]["key"], json!("amqp"));
+    // Pointing a room at another Secret rolls its pods.
+    let a = room(json!({"amqp": {"urlSecret": {"name": "rabbit"}}}));
+    let b = room(json!({"amqp": {"urlSecret": {"name": "rabbit2"}}}));
+    assert_ne!(config_hash(&a, "i"), config_hash(&b, "i"));
+    assert!(build_ok(json!({})).deployment.spec.is_some());
+    assert!(!env_map(&build_ok(json!({}))).contains_key("HUBBUB_AMQP_URL"));
+}
