@@ -1,6 +1,7 @@
 // A scriptable Node.js peer for hubbub's Redis tests (tests/redis_*.rs): official
 // socket.io-client connections, and optionally a Node socket.io 4.x server with the official
-// @socket.io/redis-adapter and an @socket.io/redis-emitter, all on one Redis.
+// @socket.io/redis-adapter and an @socket.io/redis-emitter, all on one Redis — or, given
+// `clusterNodes`, with `createShardedAdapter` on a Redis Cluster (no emitter).
 //
 // Protocol: one JSON object per line. Commands on stdin carry a `seq`; the reply is
 // {"re": seq, ...}. Everything a client receives is reported as
@@ -84,15 +85,24 @@ function connect(cmd) {
 
 async function startNode(cmd) {
   const { Server } = require("socket.io");
-  const { createAdapter } = require("@socket.io/redis-adapter");
-  const { createClient } = require("redis");
-  const pub = createClient({ url: cmd.redisUrl });
+  const { createAdapter, createShardedAdapter } = require("@socket.io/redis-adapter");
+  const { createClient, createCluster } = require("redis");
+  let pub;
+  if (cmd.clusterNodes) {
+    // A Redis Cluster: the sharded adapter (SPUBLISH/SSUBSCRIBE) with node-redis's cluster client.
+    pub = createCluster({ rootNodes: cmd.clusterNodes.map((url) => ({ url })) });
+  } else {
+    pub = createClient({ url: cmd.redisUrl });
+  }
   pub.on("error", () => {});
   const sub = pub.duplicate();
   sub.on("error", () => {});
   await Promise.all([pub.connect(), sub.connect()]);
+  const adapter = cmd.clusterNodes
+    ? createShardedAdapter(pub, sub, { subscriptionMode: cmd.subscriptionMode || "dynamic" })
+    : createAdapter(pub, sub);
   const httpServer = http.createServer();
-  const io = new Server(httpServer, { adapter: createAdapter(pub, sub) });
+  const io = new Server(httpServer, { adapter });
   io.on("connection", (socket) => {
     socket.join("node-room");
     socket.onAny((name, ...args) => {
@@ -103,6 +113,7 @@ async function startNode(cmd) {
   io.on("ping-servers", (n, cb) => cb && cb(`node-pong-${n}`));
   await new Promise((r) => httpServer.listen(0, "127.0.0.1", r));
   node = { io, httpServer, pub, sub };
+  if (cmd.clusterNodes) return { ok: true, port: httpServer.address().port };
   const { Emitter } = require("@socket.io/redis-emitter");
   const ec = createClient({ url: cmd.redisUrl });
   ec.on("error", () => {});

@@ -103,6 +103,8 @@ struct Whereabouts {
     commands_server: Option<String>,
     /// On a cluster: shards whose primary has no live connection, described.
     shards_down: Vec<String>,
+    /// On a cluster: the node whose connection failed last, until a reconnection.
+    failed_node: Option<String>,
 }
 
 struct Outgoing {
@@ -301,6 +303,7 @@ impl RedisLink {
                 RedisTopology::Sentinel { master, .. } => format!(
                     "commands connection down (master {master:?}; last connected to {last})"
                 ),
+                RedisTopology::Cluster { .. } => "commands connection down".to_owned(),
                 _ => format!("commands connection down (last connected to {last})"),
             });
         }
@@ -607,12 +610,15 @@ async fn watch_connection(weak: Weak<Inner>, which: Connection) {
             biased;
             _ = shutdown.changed() => return,
             event = errors.recv() => {
-                let error = match event {
-                    Ok((error, _server)) => error.to_string(),
-                    Err(RecvError::Lagged(_)) => "errors lagged".to_owned(),
+                let (error, server) = match event {
+                    Ok((error, server)) => (error.to_string(), server.map(|s| s.to_string())),
+                    Err(RecvError::Lagged(_)) => ("errors lagged".to_owned(), None),
                     Err(RecvError::Closed) => return,
                 };
                 let Some(inner) = weak.upgrade() else { return };
+                if inner.settings.topology.is_cluster() && server.is_some() {
+                    inner.whereabouts.lock().failed_node = server.clone();
+                }
                 let was_up = flag(&inner, which).swap(false, Ordering::AcqRel);
                 if !lost {
                     lost_at = tokio::time::Instant::now();
@@ -638,6 +644,9 @@ async fn watch_connection(weak: Weak<Inner>, which: Connection) {
                 };
                 let Some(inner) = weak.upgrade() else { return };
                 let topology = inner.settings.topology.kind();
+                if inner.settings.topology.is_cluster() {
+                    inner.whereabouts.lock().failed_node = None;
+                }
                 if which == Connection::Commands && !inner.settings.topology.is_cluster() {
                     let mut w = inner.whereabouts.lock();
                     if let Some(before) = w.commands_server.as_deref()
@@ -730,26 +739,32 @@ async fn watch_shards(weak: Weak<Inner>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut known_shards = 0usize;
+    // The last slot map seen: while the client re-reads the map after losing a node it
+    // has none, and the shards are judged by the last one.
+    let mut shards: Vec<(u16, u16, String)> = Vec::new();
     loop {
         tick.tick().await;
         let Some(inner) = weak.upgrade() else { return };
-        let Some(routing) = inner.commands.cached_cluster_state() else {
-            continue;
-        };
+        let routing = inner.commands.cached_cluster_state();
         let live: BTreeSet<String> = inner
             .commands
             .active_connections()
             .iter()
-            .chain(inner.subscriber.active_connections().iter())
             .map(ToString::to_string)
             .collect();
-        // Shards in slot order; a primary may own several ranges.
-        let mut shards: Vec<(u16, u16, String)> = routing
-            .slots()
-            .iter()
-            .map(|r| (r.start, r.end, r.primary.to_string()))
-            .collect();
-        shards.sort();
+        if let Some(routing) = &routing {
+            // Shards in slot order; a primary may own several ranges.
+            shards = routing
+                .slots()
+                .iter()
+                .map(|r| (r.start, r.end, r.primary.to_string()))
+                .collect();
+            shards.sort();
+        }
+        if shards.is_empty() {
+            continue;
+        }
+        let failed = inner.whereabouts.lock().failed_node.clone();
         let mut primaries: Vec<String> = Vec::new();
         for (_, _, p) in &shards {
             if !primaries.contains(p) {
@@ -758,7 +773,10 @@ async fn watch_shards(weak: Weak<Inner>) {
         }
         let mut down = Vec::new();
         for (i, primary) in primaries.iter().enumerate() {
-            let up = live.contains(primary);
+            // Down: the node whose connection failed last (until the client reconnects),
+            // or, with a current slot map, a primary without a live connection.
+            let up = failed.as_deref() != Some(primary.as_str())
+                && (routing.is_none() || live.contains(primary));
             inner
                 .metrics
                 .shard_up

@@ -24,6 +24,7 @@ use hubbub_engineio::serve::{self, Mounts, ServeOptions};
 use hubbub_engineio::{CloseReason, Engine, EngineConfig, OriginPolicy};
 use hubbub_redis::adapter::RedisAdapter;
 use hubbub_redis::link::RedisLink;
+use hubbub_redis::sharded::ShardedAdapter;
 use hubbub_socketio::{
     Adapter, Io, IoConfig, IoHandler, MemoryAdapter, MemoryRecoveryStore, Recovery,
 };
@@ -106,13 +107,6 @@ async fn backends(config: &ServerConfig, metrics: &Arc<Metrics>) -> Result<Backe
     .await
     .map_err(|e| ServerError::Redis(e.to_string()))?;
     tracing::info!(topology = settings.topology.kind(), %found, "redis topology");
-    if settings.topology.is_cluster() {
-        // Cross-replica traffic on a cluster needs sharded pub/sub, which the adapter
-        // does not speak yet.
-        return Err(ServerError::Redis(
-            "--redis-cluster-nodes: Redis Cluster is not supported yet (no sharded adapter)".into(),
-        ));
-    }
     // Starts connecting in the background: the server starts and /readyz is 503 until
     // Redis answers (retried with capped exponential back-off).
     let link = RedisLink::start(settings, &metrics.registry)
@@ -124,9 +118,12 @@ async fn backends(config: &ServerConfig, metrics: &Arc<Metrics>) -> Result<Backe
     let store = RedisStore::new(link.clone(), limits, presence);
     store.start_heartbeat();
     // With RabbitMQ configured, the Redis adapter is never created: nothing subscribes
-    // or publishes on Redis, which keeps only the stored state.
+    // or publishes on Redis, which keeps only the stored state. Otherwise, on a cluster,
+    // cross-replica traffic uses sharded pub/sub in the format of the Node sharded adapter,
+    // and classic pub/sub in the format of the Node redis adapter everywhere else.
     let adapter: Arc<dyn Adapter> = match &amqp {
         Some(amqp) => AmqpAdapter::new(amqp.clone()),
+        None if link.topology().is_cluster() => ShardedAdapter::new(link.clone()),
         None => RedisAdapter::new(link.clone()),
     };
     Ok(Backends {

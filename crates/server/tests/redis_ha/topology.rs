@@ -1,5 +1,6 @@
 //! Real Redis deployments for the HA tests, on free loopback ports with private data
-//! directories: a master with one replica watched by three Sentinels ([`SentinelSet`]).
+//! directories: a master with one replica watched by three Sentinels ([`SentinelSet`]),
+//! and a Redis Cluster of three masters with one replica each ([`RedisClusterSet`]).
 //! Every process is killed when its owner is dropped.
 
 use std::io::{BufRead, BufReader};
@@ -51,9 +52,20 @@ impl SentinelSet {
     /// in sync.
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let master = RedisServer::start();
-        let replica =
-            RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+        // Private data directories: a full resynchronisation writes an RDB file.
+        let data_dir = |name: &str| {
+            let d = dir.path().join(name);
+            std::fs::create_dir(&d).unwrap();
+            d.to_str().unwrap().to_owned()
+        };
+        let master = RedisServer::start_with(&["--dir", &data_dir("master")]);
+        let replica = RedisServer::start_with(&[
+            "--dir",
+            &data_dir("replica"),
+            "--replicaof",
+            "127.0.0.1",
+            &master.port.to_string(),
+        ]);
         let mut sentinels = Vec::new();
         for i in 0..3 {
             let port = free_port();
@@ -147,5 +159,180 @@ impl SentinelSet {
         })
         .await;
         assert!(synced, "the replica never caught up with the master");
+    }
+}
+
+/// A Redis Cluster: three masters (slots split evenly by `redis-cli --cluster create`),
+/// one replica each, `cluster-node-timeout` 1000 ms.
+pub struct RedisClusterSet {
+    /// The six nodes; the first three were created as masters.
+    pub nodes: Vec<RedisServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisClusterSet {
+    /// Starts six nodes, creates the cluster and waits until every node reports
+    /// `cluster_state:ok` and three replicas are attached.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes: Vec<RedisServer> = (0..6)
+            .map(|i| {
+                // A private data directory per node (replicas write RDB files there) and
+                // its cluster configuration file.
+                let data = dir.path().join(format!("node-{i}"));
+                std::fs::create_dir(&data).unwrap();
+                let conf = data.join("nodes.conf");
+                RedisServer::start_with(&[
+                    "--dir",
+                    data.to_str().unwrap(),
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    conf.to_str().unwrap(),
+                    "--cluster-node-timeout",
+                    "1000",
+                    // A replica may take over however long its link was down (the test
+                    // kills masters; the default would refuse after 10 node timeouts).
+                    "--cluster-replica-validity-factor",
+                    "0",
+                    "--cluster-port",
+                    &free_port().to_string(),
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli (apt-get install redis-tools)");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let set = Self { nodes, _dir: dir };
+        let ok = eventually(Duration::from_secs(30), || async {
+            let replicas_in_sync = set
+                .nodes
+                .iter()
+                .filter(|n| cli(n.port, &["info", "replication"]).contains("master_link_status:up"))
+                .count();
+            set.nodes
+                .iter()
+                .all(|n| cli(n.port, &["cluster", "info"]).contains("cluster_state:ok"))
+                && replicas_in_sync == 3
+        })
+        .await;
+        assert!(
+            ok,
+            "the cluster never became ok with three replicas in sync"
+        );
+        set
+    }
+
+    /// `--redis-cluster-nodes`: two seeds.
+    pub fn seeds_arg(&self) -> String {
+        format!(
+            "127.0.0.1:{},127.0.0.1:{}",
+            self.nodes[0].port, self.nodes[1].port
+        )
+    }
+
+    /// `CLUSTER NODES` as seen by node `asking`.
+    fn cluster_nodes(&self, asking: u16) -> String {
+        cli(asking, &["cluster", "nodes"])
+    }
+
+    /// The masters with slots: (port, first slot, last slot) per range, in slot order,
+    /// as seen by node `asking`.
+    pub fn masters(&self, asking: u16) -> Vec<(u16, u16, u16)> {
+        let mut out = Vec::new();
+        for line in self.cluster_nodes(asking).lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let port: u16 = fields[1]
+                .split('@')
+                .next()
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            for range in &fields[8..] {
+                if let Some((a, b)) = range.split_once('-')
+                    && let (Ok(a), Ok(b)) = (a.parse(), b.parse())
+                {
+                    out.push((port, a, b));
+                } else if let Ok(a) = range.parse() {
+                    out.push((port, a, a));
+                }
+            }
+        }
+        out.sort_by_key(|(_, a, _)| *a);
+        out
+    }
+
+    /// The port of the master serving `slot`, as seen by node `asking`.
+    pub fn master_of_slot(&self, asking: u16, slot: u16) -> Option<u16> {
+        self.masters(asking)
+            .into_iter()
+            .find(|(_, a, b)| (*a..=*b).contains(&slot))
+            .map(|(p, _, _)| p)
+    }
+
+    /// The hash slot of `key` (`CLUSTER KEYSLOT`, asked of node `asking`).
+    pub fn slot_of(&self, asking: u16, key: &str) -> u16 {
+        cli(asking, &["cluster", "keyslot", key]).parse().unwrap()
+    }
+
+    /// Subscribers of shard channel `channel` (`PUBSUB SHARDNUMSUB` on the master of its
+    /// slot, as seen by node `asking`).
+    pub fn shard_numsub(&self, asking: u16, channel: &str) -> usize {
+        let Some(master) = self.master_of_slot(asking, self.slot_of(asking, channel)) else {
+            return 0;
+        };
+        cli(master, &["pubsub", "shardnumsub", channel])
+            .lines()
+            .nth(1)
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits until the replica on `replica` is a master serving slots (after its master died).
+    pub async fn wait_promoted(&self, asking: u16, replica: u16) -> bool {
+        eventually(Duration::from_secs(30), || async {
+            self.masters(asking).iter().any(|(p, _, _)| *p == replica)
+                && cli(asking, &["cluster", "info"]).contains("cluster_state:ok")
+        })
+        .await
+    }
+
+    /// The replica of the master on `master`, as seen by node `asking`.
+    pub fn replica_of(&self, asking: u16, master: u16) -> Option<u16> {
+        let nodes = self.cluster_nodes(asking);
+        let id = nodes.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && f[1].starts_with(&format!("127.0.0.1:{master}@")))
+                .then(|| f[0].to_owned())
+        })?;
+        nodes.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 3 && f[2].contains("slave") && f[3] == id)
+                .then(|| f[1].split('@').next()?.rsplit(':').next()?.parse().ok())
+                .flatten()
+        })
+    }
+
+    /// Kills (SIGKILL) the node on `port`.
+    pub fn kill(&mut self, port: u16) {
+        if let Some(n) = self.nodes.iter_mut().find(|n| n.port == port) {
+            n.stop();
+        }
     }
 }
