@@ -1,6 +1,6 @@
 //! What another replica, a Node `@socket.io/redis-adapter` peer or the
-//! `@socket.io/redis-emitter` publishes: broadcasts, requests and responses
-//! (`hubbub_redis::wire`).
+//! `@socket.io/redis-emitter` publishes: broadcasts, requests and responses,
+//! and the sharded adapter's cluster messages (`hubbub_redis::wire`).
 //!
 //! Properties: decoding never panics; an accepted broadcast or request
 //! re-encodes (as hubbub would publish it) to bytes that decode to the same
@@ -90,6 +90,17 @@ fuzz_target!(|data: &[u8]| {
         }
         let bytes_again = wire::encode_request(&again);
         assert_eq!(bytes_again, bytes, "not a fixed point");
+    }
+    // The sharded adapter's messages (`createShardedAdapter`).
+    if let Ok(msg) = wire::sharded::decode_cluster_message(data) {
+        if let wire::sharded::ClusterBody::Broadcast { packet, .. } = &msg.body {
+            assert_deliverable(&packet.data);
+        }
+        let bytes = wire::sharded::encode_cluster_message(&msg);
+        let again = wire::sharded::decode_cluster_message(&bytes)
+            .expect("re-encoded cluster message decodes");
+        assert_eq!(again.uid, msg.uid);
+        assert_eq!(again.nsp, msg.nsp);
     }
     if let Ok(frame) = ResponseFrame::parse(data) {
         for asked in ASKED {
