@@ -20,6 +20,9 @@
 #   REDIS=1              also run the fan-out against two replicas sharing a fresh
 #                        redis-server (socket.io: @socket.io/redis-adapter; hubbub:
 #                        --redis-url); replicas and Redis all on CPU 0; 0 skips it
+#   AMQP=1               also run the fan-out against two hubbub replicas sharing a
+#                        private rabbitmq-server node (--amqp-url, no Redis), all on
+#                        CPU 0 (socket.io has no counterpart here); 0 skips it
 #   SATURATE_REPS=1      saturate runs per server, one process and (with REDIS=1)
 #                        two replicas through Redis: an unjudged 3 s warm-up, then
 #                        rate x1.5 per 3 s step from 10 msg/s until loss or
@@ -42,6 +45,7 @@ DURATION=${DURATION:-10}
 RATES=${RATES:-100 400}
 IDLE=${IDLE:-10000}
 REDIS=${REDIS:-1}
+AMQP=${AMQP:-1}
 SATURATE_REPS=${SATURATE_REPS:-1}
 REFINE=${REFINE:-3}
 OUT=${OUT:-$(mktemp -d -t hubbub-compare.XXXXXX)}
@@ -51,6 +55,7 @@ mkdir -p "$OUT"
 ensure_apt util-linux taskset
 ensure_apt curl curl
 if [ "$REDIS" = 1 ]; then ensure_apt redis-server redis-server; fi
+if [ "$AMQP" = 1 ]; then RUNLEVEL=1 ensure_apt rabbitmq-server rabbitmq-server; fi
 ensure_npm "$root/bench/node"
 echo "==> cargo build --profile $PROFILE -p hubbub-server -p hubbub-bench"
 (cd "$root" && cargo build --profile "$PROFILE" --quiet -p hubbub-server -p hubbub-bench)
@@ -62,11 +67,15 @@ bench_bin=$target_dir/hubbub-bench
 ulimit -n "$(( IDLE + 20000 ))" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 server_pids=""
+# Process groups of the RabbitMQ nodes this script started (epmd, the script, beam).
+rabbit_groups=""
 stop_server() {
   local pid
   for pid in $server_pids; do kill "$pid" 2>/dev/null || true; done
-  for pid in $server_pids; do wait "$pid" 2>/dev/null || true; done
+  for pid in $rabbit_groups; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  for pid in $server_pids $rabbit_groups; do wait "$pid" 2>/dev/null || true; done
   server_pids=""
+  rabbit_groups=""
 }
 trap stop_server EXIT
 
@@ -83,7 +92,45 @@ wait_port() {
   return 1
 }
 
-# start_one KIND [REDIS_URL]: one server process on a fresh port pinned to CPU 0;
+# start_rabbitmq: a private RabbitMQ node (its own ports, epmd, data directory and
+# Erlang cookie under $OUT, never the system service) in its own process group on CPU 0;
+# sets amqp_port and adds the broker's pid to server_pids' CPU accounting.
+start_rabbitmq() {
+  amqp_port=$((port + 1))
+  local epmd_port=$((port + 2)) dist_port=$((port + 3))
+  port=$((port + 3))
+  local d="$OUT/rabbitmq-$amqp_port"
+  mkdir -p "$d/home"
+  printf 'listeners.tcp.default = 127.0.0.1:%s\nloopback_users = none\n' "$amqp_port" >"$d/rabbitmq.conf"
+  echo '[].' >"$d/enabled_plugins"
+  # The inner script reads ERL_EPMD_PORT from its environment, hence the single quotes.
+  # shellcheck disable=SC2016
+  HOME="$d/home" RABBITMQ_NODENAME="hubbub-bench-$amqp_port@localhost" \
+    RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$amqp_port" RABBITMQ_DIST_PORT="$dist_port" \
+    ERL_EPMD_PORT="$epmd_port" ERL_EPMD_ADDRESS=127.0.0.1 RABBITMQ_MNESIA_BASE="$d/mnesia" \
+    RABBITMQ_LOG_BASE="$d/log" RABBITMQ_CONFIG_FILE="$d/rabbitmq.conf" \
+    RABBITMQ_ADVANCED_CONFIG_FILE="$d/advanced.config" RABBITMQ_CONF_ENV_FILE="$d/rabbitmq-env.conf" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$d/enabled_plugins" RABBITMQ_PLUGINS_EXPAND_DIR="$d/plugins-expand" \
+    setsid taskset -c 0 sh -c 'epmd -port "$ERL_EPMD_PORT" & exec /usr/lib/rabbitmq/bin/rabbitmq-server' \
+    >"$OUT/server-$amqp_port.log" 2>&1 &
+  local group=$!
+  rabbit_groups="$rabbit_groups $group"
+  for _ in $(seq 1 600); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$amqp_port") 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  local beam
+  beam=$(pgrep -g "$group" beam.smp | head -1 || true)
+  if [ -z "$beam" ]; then
+    echo "error: rabbitmq-server did not start on port $amqp_port; log:" >&2
+    cat "$OUT/server-$amqp_port.log" >&2
+    return 1
+  fi
+  # Counted with the servers' CPU (as redis-server is), but never signalled on its own.
+  broker_pids="$broker_pids $beam"
+}
+
+# start_one KIND [REDIS_URL [AMQP_URL]]: one server process on a fresh port pinned to CPU 0;
 # appends to server_pids and urls.
 start_one() {
   port=$((port + 1))
@@ -94,7 +141,7 @@ start_one() {
     hubbub)
       # No welcome message and no per-connection rate limit: the same behaviour as the Node server.
       taskset -c 0 "$server_bin" --bind "127.0.0.1:$port" --welcome "" \
-        --rate-limit 100000 --rate-burst 1000000 --log warn ${2:+--redis-url "$2"} \
+        --rate-limit 100000 --rate-burst 1000000 --log warn ${2:+--redis-url "$2"} ${3:+--amqp-url "$3"} \
         >"$OUT/server-$port.log" 2>&1 &
       ;;
   esac
@@ -113,10 +160,12 @@ start_one() {
 }
 
 # start_server NAME: `socketio` or `hubbub` (one process), or `socketio-redis` /
-# `hubbub-redis` (a fresh redis-server and two replicas sharing it), all on CPU 0.
+# `hubbub-redis` (a fresh redis-server and two replicas sharing it), or `hubbub-amqp`
+# (a fresh RabbitMQ node and two hubbub replicas sharing it), all on CPU 0.
 # Sets url (comma-separated) and pids (comma-separated, Redis included).
 start_server() {
   urls=""
+  broker_pids=""
   case $1 in
     *-redis)
       port=$((port + 1))
@@ -128,12 +177,17 @@ start_server() {
       start_one "${1%-redis}" "redis://127.0.0.1:$redis_port"
       start_one "${1%-redis}" "redis://127.0.0.1:$redis_port"
       ;;
+    hubbub-amqp)
+      start_rabbitmq
+      start_one hubbub "" "amqp://guest:guest@127.0.0.1:$amqp_port/%2f"
+      start_one hubbub "" "amqp://guest:guest@127.0.0.1:$amqp_port/%2f"
+      ;;
     *) start_one "$1" ;;
   esac
   url=$urls
   # Unquoted on purpose: word splitting drops the list's leading space.
   # shellcheck disable=SC2086
-  pids=$(echo $server_pids | tr ' ' ',')
+  pids=$(echo $server_pids $broker_pids | tr ' ' ',')
 }
 
 bench() {
@@ -147,6 +201,7 @@ for rep in $(seq 1 "$REPS"); do
   if [ "$REDIS" = 1 ]; then
     if [ $((rep % 2)) = 1 ]; then order="$order socketio-redis hubbub-redis"; else order="$order hubbub-redis socketio-redis"; fi
   fi
+  if [ "$AMQP" = 1 ]; then order="$order hubbub-amqp"; fi
   for name in $order; do
     for rate in $RATES; do
       start_server "$name"
@@ -156,7 +211,7 @@ for rep in $(seq 1 "$REPS"); do
         >"$OUT/fanout-$rate-$name-$rep.json" || echo "    (run failed)"
       stop_server
     done
-    if [ "$IDLE" -gt 0 ] && [ "${name%-redis}" = "$name" ]; then
+    if [ "$IDLE" -gt 0 ] && [ "${name%-redis}" = "$name" ] && [ "${name%-amqp}" = "$name" ]; then
       start_server "$name"
       echo "--> rep $rep $name idle $IDLE (load average $(cut -d" " -f1 /proc/loadavg))"
       bench idle --url "$url" --connections "$IDLE" --hold 5 --pids "$pids" \

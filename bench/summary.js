@@ -8,7 +8,7 @@ const dir = process.argv[2];
 const runs = {}; // scenario -> server -> [report]
 let failed = 0;
 for (const file of fs.readdirSync(dir).sort()) {
-  const m = file.match(/^(fanout-\d+(?:\.\d+)?|idle|saturate)-(socketio|hubbub)(-redis)?-\d+\.json$/);
+  const m = file.match(/^(fanout-\d+(?:\.\d+)?|idle|saturate)-(socketio|hubbub)(-redis|-amqp)?-\d+\.json$/);
   if (!m) continue;
   let report;
   try {
@@ -63,8 +63,12 @@ const saturateMetrics = [
 ];
 
 for (const scenario of Object.keys(runs).sort()) {
-  const base = scenario.replace(/-redis$/, "");
-  const where = scenario.endsWith("-redis") ? ", two replicas through Redis" : ", one process";
+  const base = scenario.replace(/-(redis|amqp)$/, "");
+  const where = scenario.endsWith("-redis")
+    ? ", two replicas through Redis"
+    : scenario.endsWith("-amqp")
+      ? ", two hubbub replicas through RabbitMQ (no socket.io counterpart)"
+      : ", one process";
   const metrics = { idle: idleMetrics, saturate: saturateMetrics }[base] ?? fanoutMetrics;
   const title =
     ({ idle: "idle connections", saturate: "saturate (p99 bound 50 ms)" }[base] ??

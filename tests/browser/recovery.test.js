@@ -1,5 +1,6 @@
 // Connection state recovery in the page: bob's page reaches the server through a TCP proxy of
-// the test's own. The proxy drops his connection; meanwhile alice keeps
+// the test's own. The proxy drops his connection (one node), or his replica is killed behind
+// it and the proxy is re-pointed to another one (two replicas on Redis); meanwhile alice keeps
 // talking and bob types a message. After the reconnection bob's page is recovered (it does not
 // join again), shows every message exactly once and in order, and sends his queued message once.
 'use strict';
@@ -77,5 +78,33 @@ test('one node: the connection drops mid-conversation, the page recovers and sho
   } finally {
     await proxy.close();
     await server.stop();
+  }
+});
+test('two replicas on Redis: bob\'s replica is killed, the page recovers on the other one', async () => {
+  const redis = await h.startRedis();
+  const args = ['--redis-url', redis.url];
+  const first = await new h.HubbubServer(args).start();
+  const second = await new h.HubbubServer(args).start();
+  await Promise.all([first.waitReady(), second.waitReady()]);
+  const proxy = await h.startProxy(first.port);
+  try {
+    const alice = await h.openPage(browser, second.url);
+    const bob = await h.openPage(browser, proxy.url);
+    await conversation({
+      alice,
+      bob,
+      cut: async () => { proxy.point(null); await first.kill(); },
+      restore: async () => proxy.point(second.port),
+      recoveredOn: second,
+      servers: [second], // the first one is gone with its counters: alice's join only
+      joins: 1,
+    });
+    await alice.context().close();
+    await bob.context().close();
+  } finally {
+    await proxy.close();
+    await first.stop();
+    await second.stop();
+    await redis.stop();
   }
 });

@@ -43,7 +43,12 @@ function out(obj) {
 }
 
 function attach(id, socket, spec) {
-  socket.onAny((name, ...args) => out({ ev: "event", id, name, args }));
+  socket.onAny((name, ...args) => {
+    // Connection state recovery (on by default in hubbub): an event ends with its offset, a
+    // string. Reported without it, as the application emitted the event.
+    if (socket._pid && typeof args[args.length - 1] === "string") args.pop();
+    out({ ev: "event", id, name, args });
+  });
   // Answers acked broadcasts (a server's `timeout().emit("ack-me", .., cb)`).
   socket.on("ack-me", (arg, cb) => typeof cb === "function" && cb({ from: id, got: arg }));
   socket.on("disconnect", (reason) => {

@@ -2,6 +2,9 @@
 // connect the official socket.io-client, and await events (never fixed sleeps).
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { io } from "socket.io-client";
@@ -147,4 +150,103 @@ export function until(socket, event, predicate, ms = 5000) {
 export async function get(url) {
   const res = await fetch(url);
   return { status: res.status, text: await res.text(), headers: res.headers };
+}
+
+/**
+ * Starts a private `redis-server` on a free loopback port with its own data directory and no
+ * persistence. Returns { url, port, stop() }. Fails with the install command when it is missing.
+ */
+export async function startRedis() {
+  const port = await freePort();
+  const dir = await mkdtemp(path.join(os.tmpdir(), "hubbub-redis-"));
+  const proc = spawn(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no"],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const logs = [];
+  proc.stdout.setEncoding("utf8");
+  proc.stdout.on("data", (c) => logs.push(c));
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`redis-server did not start:\n${logs.join("")}`)), 10000);
+    proc.on("error", (err) => {
+      clearTimeout(timer);
+      reject(new Error(`redis-server could not run (${err.message}); install it: apt-get install redis-server`));
+    });
+    proc.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`redis-server exited with ${code}:\n${logs.join("")}`));
+    });
+    proc.stdout.on("data", () => {
+      if (logs.join("").includes("Ready to accept connections")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  const exited = once(proc, "exit");
+  return {
+    url: `redis://127.0.0.1:${port}/0`,
+    port,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
+      await exited;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A free TCP port on 127.0.0.1 (bound once by the OS, then released). */
+export async function freePort() {
+  const server = net.createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address();
+  server.close();
+  await once(server, "close");
+  return port;
+}
+
+/**
+ * A TCP proxy on a free loopback port that forwards each new connection to the port it
+ * currently points at, as a Kubernetes Service sends new connections to a ready pod.
+ * `point(port)` re-points it (existing connections stay where they are); `point(null)`
+ * refuses new connections. Returns { url, port, point, close }.
+ */
+export async function startProxy(target) {
+  let current = target;
+  const open = new Set();
+  const server = net.createServer((client) => {
+    if (current === null) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(current, "127.0.0.1");
+    open.add(client);
+    open.add(upstream);
+    const done = () => {
+      client.destroy();
+      upstream.destroy();
+      open.delete(client);
+      open.delete(upstream);
+    };
+    client.on("error", done).on("close", done);
+    upstream.on("error", done).on("close", done);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    point(port) {
+      current = port;
+    },
+    async close() {
+      for (const s of open) s.destroy();
+      server.close();
+    },
+  };
 }

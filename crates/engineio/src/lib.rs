@@ -20,6 +20,7 @@
 //! build on it); reads no command line: [`EngineConfig`] is built by the binary.
 
 pub mod error;
+pub mod handshake;
 pub mod metrics;
 pub mod packet;
 pub mod payload;
@@ -41,6 +42,7 @@ use parking_lot::RwLock;
 use serde::Deserialize;
 
 pub use error::EngineError;
+pub use handshake::Handshake;
 pub use metrics::EngineMetrics;
 pub use packet::Frame;
 pub use session::{CloseReason, SendError, Session, Sid, Transport};
@@ -156,6 +158,8 @@ pub struct Engine {
     handler: Arc<dyn EngineHandler>,
     metrics: Arc<EngineMetrics>,
     accepting: AtomicBool,
+    /// Whether sessions keep their handshake request ([`Engine::keep_handshakes`]).
+    keep_handshakes: AtomicBool,
     /// Woken when the last session is removed (drain at shutdown).
     emptied: tokio::sync::Notify,
     /// The WebSocket connections served off actix-http's dispatcher
@@ -178,6 +182,7 @@ impl Engine {
             handler,
             metrics,
             accepting: AtomicBool::new(true),
+            keep_handshakes: AtomicBool::new(false),
             emptied: tokio::sync::Notify::new(),
             connections,
         })
@@ -259,13 +264,24 @@ impl Engine {
         }
     }
 
+    /// Keeps each new session's handshake request ([`Session::handshake`]) from now on,
+    /// for an application that shows it (the Socket.IO Admin UI). Off by default: a
+    /// session then stores no copy of its request's headers.
+    pub fn keep_handshakes(&self) {
+        self.keep_handshakes.store(true, Ordering::Relaxed);
+    }
+
     /// Creates a session, starts its heartbeat and tells the application.
     pub(crate) fn open_session(
         self: &Arc<Self>,
         transport: Transport,
+        head: &actix_http::RequestHead,
     ) -> Result<Arc<Session>, EngineError> {
         let created = tokio::time::Instant::now();
         let session = Session::new(transport, self.config.outbound_queue, self.metrics.clone());
+        if self.keep_handshakes.load(Ordering::Relaxed) {
+            session.set_handshake(Handshake::from_head(head));
+        }
         {
             let mut sessions = self.sessions.write();
             // Checked under the lock: a shutdown's `close_all` sees every

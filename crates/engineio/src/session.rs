@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::packet::Frame;
 use super::queue;
-use super::{Connection, Engine};
+use super::{Connection, Engine, Handshake};
 use crate::metrics::EngineMetrics;
 
 /// A URL-safe, unguessable session id (128 random bits).
@@ -141,6 +141,8 @@ pub struct Session {
     closed: CancellationToken,
     reason: OnceLock<CloseReason>,
     conn: Mutex<Option<Arc<dyn Connection>>>,
+    /// The handshake request, set once when the engine opens the session.
+    handshake: OnceLock<Arc<Handshake>>,
     metrics: Arc<EngineMetrics>,
 }
 
@@ -180,8 +182,19 @@ impl Session {
             closed: CancellationToken::new(),
             reason: OnceLock::new(),
             conn: Mutex::new(None),
+            handshake: OnceLock::new(),
             metrics,
         })
+    }
+
+    /// What the handshake request carried, when the engine keeps it
+    /// ([`crate::Engine::keep_handshakes`]; absent otherwise, and in benchmarks).
+    pub fn handshake(&self) -> Option<&Handshake> {
+        self.handshake.get().map(|h| &**h)
+    }
+
+    pub(crate) fn set_handshake(&self, handshake: Handshake) {
+        let _ = self.handshake.set(Arc::new(handshake));
     }
 
     /// The session id.

@@ -156,7 +156,7 @@ pub struct ChatRoomSpec {
     #[schemars(length(max = 32))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "self.all(e, !(e.name in ['HUBBUB_BIND', 'HUBBUB_REDIS_URL', 'HUBBUB_REDIS_PASSWORD', 'HUBBUB_AMQP_URL', 'HUBBUB_AMQP_PREFIX', 'HUBBUB_HISTORY_SIZE', 'HUBBUB_QUESTION_HISTORY', 'HUBBUB_WELCOME', 'HUBBUB_MAX_MESSAGE_BYTES', 'HUBBUB_RATE_LIMIT', 'HUBBUB_RATE_BURST', 'HUBBUB_CORS_ORIGINS', 'HUBBUB_SHUTDOWN_GRACE_SECS', 'HUBBUB_LOG', 'HUBBUB_LOG_FORMAT']))",
+        "rule": "self.all(e, !(e.name in ['HUBBUB_BIND', 'HUBBUB_REDIS_URL', 'HUBBUB_REDIS_PASSWORD', 'HUBBUB_AMQP_URL', 'HUBBUB_AMQP_PREFIX', 'HUBBUB_HISTORY_SIZE', 'HUBBUB_QUESTION_HISTORY', 'HUBBUB_WELCOME', 'HUBBUB_MAX_MESSAGE_BYTES', 'HUBBUB_RATE_LIMIT', 'HUBBUB_RATE_BURST', 'HUBBUB_CORS_ORIGINS', 'HUBBUB_SHUTDOWN_GRACE_SECS', 'HUBBUB_LOG', 'HUBBUB_LOG_FORMAT', 'HUBBUB_ADMIN_UI', 'HUBBUB_ADMIN_USERNAME', 'HUBBUB_ADMIN_PASSWORD_HASH', 'HUBBUB_ADMIN_NO_AUTH', 'HUBBUB_ADMIN_READONLY', 'HUBBUB_ADMIN_MODE']))",
         "message": "this setting is managed by the operator: use the matching ChatRoom field instead of env"
     }]))]
     pub env: Vec<EnvSetting>,
@@ -175,6 +175,12 @@ pub struct ChatRoomSpec {
     /// The Service in front of the chat server pods.
     #[serde(default)]
     pub service: ServiceSpec,
+
+    /// The official Socket.IO Admin UI (admin.socket.io or self-hosted) on the `/admin`
+    /// namespace, with credentials from a Secret. Absent: off. Add the dashboard's origin
+    /// (e.g. `https://admin.socket.io`) to `corsOrigins`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_ui: Option<AdminUiSpec>,
 
     /// An Ingress for the chat service. Absent: no Ingress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -287,6 +293,36 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// The Socket.IO Admin UI of a ChatRoom.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminUiSpec {
+    /// Name of a Secret in the ChatRoom's namespace with the keys `username` and
+    /// `passwordHash` (a bcrypt hash of the password, e.g. from `htpasswd -nbBC 10 '' PW`).
+    #[schemars(length(min = 1, max = 253))]
+    pub credentials_secret: String,
+
+    /// Offer only the aggregated views; the dashboard's commands are ignored (default false).
+    #[serde(default)]
+    pub readonly: bool,
+
+    /// `production` (default: aggregated figures only) or `development` (also every
+    /// socket, room change and event, with their arguments).
+    #[serde(default)]
+    pub mode: AdminUiMode,
+}
+
+/// What the Admin UI is sent.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminUiMode {
+    /// Aggregated figures only.
+    #[default]
+    Production,
+    /// Every socket and event too.
+    Development,
 }
 
 /// One extra server setting.

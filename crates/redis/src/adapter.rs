@@ -29,6 +29,7 @@ use super::wire::{
     ResponseFrame, Selector, Target,
 };
 use crate::link::{InboundHandler, MessageKind, RedisLink, now_micros};
+use crate::recovery::RedisRecovery;
 use hubbub_socketio::adapter::AdapterError;
 use hubbub_socketio::broadcast::BroadcastFlags;
 use hubbub_socketio::{Adapter, BroadcastOptions, BroadcastPacket, Namespace, SocketInfo};
@@ -60,6 +61,8 @@ pub struct RedisAdapter {
     namespaces: RwLock<HashMap<String, NamespaceEntry>>,
     pending: Mutex<HashMap<String, Pending>>,
     server_side: RwLock<Option<ServerSideHandler>>,
+    /// Connection state recovery: broadcasts go through its stream log (see `recovery.rs`).
+    recovery: RwLock<Option<Arc<RedisRecovery>>>,
     me: Weak<RedisAdapter>,
 }
 
@@ -70,7 +73,8 @@ fn to_selector(opts: &BroadcastOptions) -> Selector {
     }
 }
 
-fn from_selector(selector: &Selector) -> BroadcastOptions {
+/// The Socket.IO options of a wire selector.
+pub(crate) fn from_selector(selector: &Selector) -> BroadcastOptions {
     BroadcastOptions {
         rooms: selector
             .rooms
@@ -121,6 +125,7 @@ impl RedisAdapter {
             namespaces: RwLock::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             server_side: RwLock::new(None),
+            recovery: RwLock::new(None),
             me: me.clone(),
         });
         link.set_handler(adapter.clone());
@@ -130,6 +135,12 @@ impl RedisAdapter {
     /// This node's uid on the wire.
     pub fn uid(&self) -> &str {
         &self.uid
+    }
+
+    /// Logs every broadcast in `recovery`'s stream (connection state recovery). Call before
+    /// the first namespace is created.
+    pub fn set_recovery(&self, recovery: Arc<RedisRecovery>) {
+        *self.recovery.write() = Some(recovery);
     }
 
     /// Sets the handler of server-side events from other nodes (`serverSideEmit`).
@@ -229,11 +240,29 @@ impl RedisAdapter {
                 return;
             }
         };
-        if msg.uid == self.uid {
-            return; // our own, already delivered locally
-        }
         if msg.packet.nsp != ns.name() {
             return;
+        }
+        let recovery = self.recovery.read().clone();
+        if let Some(offset) = recovery.and_then(|r| r.offset_of(payload)) {
+            // A logged broadcast, ours included: every replica delivers it now, in log order,
+            // with its offset appended once before the one encoding its recipients share.
+            if let Some(t) = msg.sent_at_us {
+                self.link.observe_lag(t);
+            }
+            let mut data = msg.packet.data.value;
+            if let Value::Array(items) = &mut data {
+                items.push(Value::String(crate::recovery::wire_offset(offset)));
+            }
+            let packet = BroadcastPacket {
+                data,
+                binary: msg.packet.data.attachments,
+            };
+            ns.deliver_logged(&packet, &from_selector(&msg.opts.selector), offset);
+            return;
+        }
+        if msg.uid == self.uid {
+            return; // our own, already delivered locally
         }
         if let Some(t) = msg.sent_at_us {
             self.link.observe_lag(t);
@@ -504,6 +533,9 @@ impl InboundHandler for RedisAdapter {
 #[async_trait]
 impl Adapter for RedisAdapter {
     fn init_namespace(&self, ns: &Arc<Namespace>) {
+        if let Some(recovery) = self.recovery.read().as_ref() {
+            recovery.init_namespace(ns);
+        }
         let channels = Channels::new(&self.key, ns.name(), &self.uid);
         let subscribe = (
             vec![
@@ -525,6 +557,30 @@ impl Adapter for RedisAdapter {
     }
 
     fn broadcast(&self, ns: &Arc<Namespace>, packet: BroadcastPacket, opts: BroadcastOptions) {
+        let recovery = self.recovery.read().clone();
+        if let Some(recovery) = recovery
+            && !opts.flags.local
+        {
+            // Logged: one script call appends it to the stream and publishes it with its
+            // offset; this replica delivers it when it comes back, like the others.
+            let wire_opts = BroadcastOpts {
+                selector: to_selector(&opts),
+                flags: wire::BroadcastFlags::default(),
+            };
+            let bytes = wire::encode_event_broadcast(
+                &self.uid,
+                ns.name(),
+                &packet.data,
+                &packet.binary,
+                &wire_opts,
+                Some(now_micros()),
+            );
+            let channel = self
+                .channels(ns.name())
+                .broadcast_channel(&wire_opts.selector.rooms);
+            recovery.log(ns, channel, bytes, packet, opts);
+            return;
+        }
         if !opts.flags.local {
             let wire_opts = BroadcastOpts {
                 selector: to_selector(&opts),

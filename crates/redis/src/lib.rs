@@ -9,6 +9,8 @@
 //! - [`link`]: the Redis connections, publishing, subscriptions, readiness.
 //! - [`metrics`]: the `hubbub_redis_*` metrics.
 //! - [`adapter`]: [`adapter::RedisAdapter`], the `socketio::Adapter` built on both.
+//! - [`recovery`]: connection state recovery across replicas: sessions and the stream log of
+//!   broadcasts ([`recovery::RedisRecovery`], a `socketio::RecoveryStore`).
 //!
 //! Crate rules: builds on `hubbub-socketio` (the `Adapter` seam) and knows nothing of the chat
 //! application; the chat's Redis store (`hubbub_server::chat::store_redis`) uses the
@@ -17,8 +19,10 @@
 //! and watcher tasks share one `Inner` state and are kept together on purpose.
 
 pub mod adapter;
+pub mod admin_sessions;
 pub mod link;
 pub mod metrics;
+pub mod recovery;
 pub mod settings;
 pub mod sharded;
 pub mod topology;

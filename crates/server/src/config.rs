@@ -191,6 +191,10 @@ pub struct ServerConfig {
     /// Log format.
     #[arg(long, env = "HUBBUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// The Socket.IO Admin UI (`--admin-*`, see `crate::admin`).
+    #[command(flatten)]
+    pub admin: crate::admin::AdminConfig,
 }
 
 fn range<T: PartialOrd + std::fmt::Display + Copy>(
@@ -505,7 +509,7 @@ impl ServerConfig {
                 reason: "must not be empty".into(),
             });
         }
-        Ok(())
+        self.admin.validate()
     }
 
     /// The Engine.IO ping interval.

@@ -7,6 +7,7 @@
 //! | [`metrics`] | the server's Prometheus registry, into which every layer registers its own metrics; the chat metrics | the global registry |
 //! | [`chat`] | the chat + Q&A application and its `Store` (in memory or in Redis) | engineio internals |
 //! | [`http`] | the one route table: page, client, health, readiness, metrics, the Engine.IO endpoint | |
+//! | [`admin`] | the `--admin-*` settings and the wiring of `hubbub_socketio::admin` (engine counters, session store) | the admin protocol |
 //! | [`server`] | wiring the layers together, graceful shutdown | |
 //!
 //! Depends on `hubbub-engineio`, `hubbub-socketio` and `hubbub-redis`; nothing depends on
@@ -18,6 +19,7 @@
 //! `Adapter` (in memory, or one Redis PUBLISH through `hubbub_redis::adapter`); every
 //! replica encodes it once and queues the same bytes for each local recipient.
 
+pub mod admin;
 pub mod chat;
 pub mod config;
 pub mod http;

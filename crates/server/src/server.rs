@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use actix_web::App;
 
+use crate::admin::ServerCounters;
 use crate::chat::store::{MemoryStore, Store, StoreLimits};
 use crate::chat::store_redis::{PresenceSettings, RedisStore};
 use crate::chat::{Chat, ChatSettings};
@@ -23,10 +24,13 @@ use hubbub_amqp::link::AmqpLink;
 use hubbub_engineio::serve::{self, Mounts, ServeOptions};
 use hubbub_engineio::{CloseReason, Engine, EngineConfig, OriginPolicy};
 use hubbub_redis::adapter::RedisAdapter;
+use hubbub_redis::admin_sessions::RedisAdminSessions;
 use hubbub_redis::link::RedisLink;
+use hubbub_redis::recovery::RedisRecovery;
 use hubbub_redis::sharded::ShardedAdapter;
+use hubbub_socketio::admin::{self, AdminSessionStore, MemorySessionStore};
 use hubbub_socketio::{
-    Adapter, Io, IoConfig, IoHandler, MemoryAdapter, MemoryRecoveryStore, Recovery,
+    Adapter, Io, IoConfig, IoHandler, MemoryAdapter, MemoryRecoveryStore, Recovery, RecoveryStore,
 };
 
 /// Why the server could not run.
@@ -46,6 +50,9 @@ pub enum ServerError {
     /// The Redis back end could not be set up.
     #[error("redis: {0}")]
     Redis(String),
+    /// The admin UI could not be set up.
+    #[error("admin ui: {0}")]
+    Admin(#[from] admin::AdminError),
     /// The RabbitMQ back end could not be set up (bad URL, refused credentials or vhost).
     #[error("{0}")]
     Amqp(#[from] hubbub_amqp::link::AmqpError),
@@ -89,11 +96,23 @@ async fn backends(config: &ServerConfig, metrics: &Arc<Metrics>) -> Result<Backe
             Some(link) => AmqpAdapter::new(link.clone()),
             None => Arc::new(MemoryAdapter),
         };
+        // One node: sessions and the log of broadcasts in memory. Over RabbitMQ the replicas
+        // would need a shared log, which does not exist yet: recovery is off there.
+        let recovery = config
+            .recovery_settings()
+            .filter(|_| amqp.is_none())
+            .map(|settings| {
+                Arc::new(Recovery {
+                    store: Arc::new(MemoryRecoveryStore::new(settings.window)),
+                    settings,
+                })
+            });
         return Ok(Backends {
             store: Arc::new(MemoryStore::new(limits)),
             adapter,
             redis: None,
             amqp,
+            recovery,
         });
     };
     // Sentinels and cluster seeds are asked first, so that a wrong list, master name or a
@@ -121,16 +140,29 @@ async fn backends(config: &ServerConfig, metrics: &Arc<Metrics>) -> Result<Backe
     // or publishes on Redis, which keeps only the stored state. Otherwise, on a cluster,
     // cross-replica traffic uses sharded pub/sub in the format of the Node sharded adapter,
     // and classic pub/sub in the format of the Node redis adapter everywhere else.
-    let adapter: Arc<dyn Adapter> = match &amqp {
-        Some(amqp) => AmqpAdapter::new(amqp.clone()),
-        None if link.topology().is_cluster() => ShardedAdapter::new(link.clone()),
-        None => RedisAdapter::new(link.clone()),
+    // Connection state recovery needs the stream log that only the classic adapter writes:
+    // it is off over RabbitMQ and on a cluster.
+    let (adapter, recovery): (Arc<dyn Adapter>, _) = match &amqp {
+        Some(amqp) => (AmqpAdapter::new(amqp.clone()), None),
+        None if link.topology().is_cluster() => (ShardedAdapter::new(link.clone()), None),
+        None => {
+            let adapter = RedisAdapter::new(link.clone());
+            // Sessions and the stream of broadcasts in Redis; the adapter logs through it.
+            let recovery = config.recovery_settings().map(|settings| {
+                let log = RedisRecovery::start(link.clone(), settings.clone());
+                adapter.set_recovery(log.clone());
+                let store: Arc<dyn RecoveryStore> = log;
+                Arc::new(Recovery { store, settings })
+            });
+            (adapter as Arc<dyn Adapter>, recovery)
+        }
     };
     Ok(Backends {
         store: store.clone(),
         adapter,
         redis: Some(RedisBackend { store, link }),
         amqp,
+        recovery,
     })
 }
 
@@ -140,6 +172,8 @@ struct Backends {
     adapter: Arc<dyn Adapter>,
     redis: Option<RedisBackend>,
     amqp: Option<AmqpLink>,
+    /// Connection state recovery, when on and possible with these back ends.
+    recovery: Option<Arc<Recovery>>,
 }
 
 /// What shutdown needs of the Redis back end.
@@ -157,6 +191,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         adapter,
         redis,
         amqp,
+        recovery,
     } = backends(&config, &metrics).await?;
     {
         let store = store.clone();
@@ -178,17 +213,6 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         let link = amqp.clone();
         health.add_detailed_check("amqp", move || link.status().err());
     }
-    // One node only for now: with Redis or RabbitMQ the log must be shared by the replicas.
-    let one_node = redis.is_none() && amqp.is_none();
-    let recovery = config
-        .recovery_settings()
-        .filter(|_| one_node)
-        .map(|settings| {
-            Arc::new(Recovery {
-                store: Arc::new(MemoryRecoveryStore::new(settings.window)),
-                settings,
-            })
-        });
     let io = Io::with_recovery(
         IoConfig {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
@@ -207,11 +231,40 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     Chat::new(store, settings, metrics.chat.clone()).register(&io);
     // hubbub_tasks_alive counts this (main) runtime's tasks too; serve adds each worker's.
     metrics.engine.tasks.watch_current();
+    {
+        // With Redis, a replica offers recovery once it has read the log's head.
+        let io = io.clone();
+        health.add_check("recovery", move || {
+            io.namespaces().iter().all(|ns| ns.recovery_ready())
+        });
+    }
     let engine = Engine::new(
         engine_config(&config),
-        Arc::new(IoHandler(io)),
+        Arc::new(IoHandler(io.clone())),
         Arc::new(metrics.engine.clone()),
     );
+    // Kept until the process ends: dropping it stops the admin UI's stats.
+    let _admin = if config.admin.enabled {
+        // The dashboard shows each socket's handshake, and the admin namespace checks
+        // its Origin; without the admin UI no session keeps a copy of its request.
+        engine.keep_handshakes();
+        let sessions: Arc<dyn AdminSessionStore> = match &redis {
+            Some(redis) => Arc::new(RedisAdminSessions::new(redis.link.clone())),
+            None => Arc::new(MemorySessionStore::default()),
+        };
+        let counters = Arc::new(ServerCounters {
+            engine: engine.clone(),
+            metrics: metrics.clone(),
+        });
+        Some(admin::install(
+            &io,
+            config.admin.settings(&config.cors_origins),
+            sessions,
+            counters,
+        )?)
+    } else {
+        None
+    };
     let state = AppState {
         engine: engine.clone(),
         metrics,

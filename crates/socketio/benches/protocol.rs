@@ -11,7 +11,11 @@
 //! each one's outbound queue. The measured part is `ns.broadcast().emit(..)`
 //! (encode once, queue the shared frame for every socket); draining the queues
 //! happens between measurements, outside the timing.
-//! Results and the machine they were taken on: `docs/performance.md`.
+//! The `admin` group measures what the admin UI adds to a server-side emit to one
+//! socket: off, on in production mode (no hook is set: the same path), and on in
+//! development mode (every emit is also reported to the admin namespace).
+//! Results and the machine they were taken on: `docs/performance.md`,
+//! `docs/admin-ui.md`.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -198,5 +202,74 @@ fn broadcast(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, engineio_payload, socketio_packet, broadcast);
+/// `server_stats` reads nothing here: the benchmark has no engine.
+struct NoEngine;
+
+impl hubbub_socketio::admin::EngineCounters for NoEngine {
+    fn read(&self) -> hubbub_socketio::admin::protocol::EngineReading {
+        Default::default()
+    }
+}
+
+fn admin(c: &mut Criterion) {
+    use hubbub_socketio::admin::{self, AdminAuth, AdminMode, AdminSettings, MemorySessionStore};
+    // The admin namespace's stats ticker needs a runtime; it never fires during a run.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = rt.enter();
+    let mut g = c.benchmark_group("admin");
+    let args = [chat_message(20)];
+    for mode in ["off", "production", "development"] {
+        let io = Io::new(
+            IoConfig::default(),
+            Arc::new(MemoryAdapter),
+            Arc::new(hubbub_socketio::SocketMetrics::detached()),
+        );
+        let ns = io.of("/");
+        let _handle = (mode != "off").then(|| {
+            admin::install(
+                &io,
+                AdminSettings {
+                    namespace: "/admin".into(),
+                    auth: AdminAuth::Disabled,
+                    readonly: false,
+                    mode: if mode == "development" {
+                        AdminMode::Development
+                    } else {
+                        AdminMode::Production
+                    },
+                    hostname: "bench".into(),
+                    allowed_origins: vec![],
+                },
+                Arc::new(MemorySessionStore::default()),
+                Arc::new(NoEngine),
+            )
+            .expect("admin installs")
+        });
+        // One dashboard listening, when the admin namespace exists.
+        let mut dashboards = match io.namespace("/admin") {
+            Some(admin_ns) => attach_detached_sockets(&admin_ns, 1, 1024),
+            None => Vec::new(),
+        };
+        let mut sockets = attach_detached_sockets(&ns, 1, 1024);
+        g.bench_function(format!("emit_to_one_socket_{mode}"), |b| {
+            b.iter_custom(|iters| {
+                let mut measured = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    let _ = sockets[0].socket.emit("messages", black_box(&args));
+                    measured += start.elapsed();
+                    drain(&mut sockets);
+                    drain(&mut dashboards);
+                }
+                measured
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, engineio_payload, socketio_packet, broadcast, admin);
 criterion_main!(benches);

@@ -22,6 +22,7 @@
 
 pub mod ack;
 pub mod adapter;
+pub mod admin;
 pub mod broadcast;
 pub mod metrics;
 pub mod namespace;
@@ -33,7 +34,7 @@ pub mod socket;
 pub mod testing;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -50,6 +51,7 @@ pub use namespace::Namespace;
 pub use recovery::{MemoryRecoveryStore, Recovery, RecoverySettings, RecoveryStore};
 pub use socket::{DisconnectReason, EmitError, Event, Socket};
 
+use admin::observer::SocketObserver;
 use hubbub_engineio::{
     CloseReason, Connection, EngineHandler, Frame, Message, ProtocolViolation, Session,
 };
@@ -86,6 +88,8 @@ pub struct Io {
     namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
     adapter: Arc<dyn Adapter>,
     metrics: Arc<SocketMetrics>,
+    /// The admin UI's development-mode observer, given to every namespace.
+    observer: OnceLock<Arc<dyn SocketObserver>>,
     recovery: Option<Arc<Recovery>>,
 }
 
@@ -111,6 +115,7 @@ impl Io {
             namespaces: RwLock::new(HashMap::new()),
             adapter,
             metrics,
+            observer: OnceLock::new(),
             recovery,
         })
     }
@@ -118,6 +123,16 @@ impl Io {
     /// The namespace `name`, created on first use. Clients can only join
     /// namespaces created this way; others are refused.
     pub fn of(&self, name: &str) -> Arc<Namespace> {
+        self.of_with(name, true)
+    }
+
+    /// Like [`Io::of`], but a namespace created here never offers connection state
+    /// recovery (the admin UI's: it re-reads everything on reconnection).
+    pub fn of_without_recovery(&self, name: &str) -> Arc<Namespace> {
+        self.of_with(name, false)
+    }
+
+    fn of_with(&self, name: &str, recovery: bool) -> Arc<Namespace> {
         if let Some(ns) = self.namespaces.read().get(name) {
             return ns.clone();
         }
@@ -130,8 +145,11 @@ impl Io {
                 name,
                 self.adapter.clone(),
                 self.metrics.clone(),
-                self.recovery.clone(),
+                self.recovery.clone().filter(|_| recovery),
             );
+            if let Some(o) = self.observer.get() {
+                ns.set_observer(o.clone());
+            }
             map.insert(name.to_owned(), ns.clone());
             ns
         };
@@ -152,6 +170,17 @@ impl Io {
     /// The adapter.
     pub fn adapter(&self) -> &Arc<dyn Adapter> {
         &self.adapter
+    }
+
+    /// Sets the admin UI's development-mode observer on every namespace, present
+    /// and future (once; later calls are ignored).
+    pub(crate) fn set_observer(&self, observer: Arc<dyn SocketObserver>) {
+        if self.observer.set(observer.clone()).is_err() {
+            return;
+        }
+        for ns in self.namespaces.read().values() {
+            ns.set_observer(observer.clone());
+        }
     }
 }
 
@@ -273,6 +302,9 @@ impl Client {
                 let ack = packet.id.map(|id| {
                     AckSender::new(self.session.clone(), Arc::from(packet.nsp.as_str()), id)
                 });
+                if let Some(o) = socket.ns().observer() {
+                    o.event_received(&socket, &name, &items);
+                }
                 let handler = socket.ns().event_handler(&name);
                 let event = Event {
                     name,
@@ -361,15 +393,45 @@ impl Client {
             pid,
             None,
         );
+        if let Some(check) = ns.async_auth() {
+            // An async CONNECT check (the admin UI's): later packets of this client wait.
+            let me = self.me.upgrade()?;
+            return Some(Box::pin(async move {
+                let verdict = check(socket.clone(), socket.auth().clone()).await;
+                if me.session.is_closed() {
+                    return;
+                }
+                match verdict {
+                    Ok(()) => {
+                        if let Some(work) = me.admit_new(ns, socket) {
+                            work.await;
+                        }
+                    }
+                    Err(message) => me.send_packet(
+                        PacketType::ConnectError,
+                        ns.name(),
+                        &serde_json::json!({ "message": message }),
+                    ),
+                }
+            }));
+        }
         if !self.accept(&ns, &socket) {
             return None;
         }
+        self.admit_new(ns, socket)
+    }
+
+    /// Admits an accepted new socket (its CONNECT reply), then runs the connection handler.
+    fn admit_new(&self, ns: Arc<Namespace>, socket: Arc<Socket>) -> Option<BoxFuture<'static, ()>> {
         self.sockets
             .lock()
             .push((Arc::from(ns.name()), socket.clone()));
         // A new session has nothing to replay: admission cannot fail.
         let _ = ns.admit(&socket, Replay::Nothing);
         self.closed_meanwhile(&socket);
+        if let Some(o) = ns.observer() {
+            o.connected(&socket);
+        }
         ns.connection_handler().and_then(|h| h(socket))
     }
 
@@ -394,6 +456,9 @@ impl Client {
                 self.io.metrics.recovery_replayed.inc_by(replayed as u64);
                 tracing::debug!(socket = %socket.id(), replayed, "session recovered");
                 self.closed_meanwhile(&socket);
+                if let Some(o) = ns.observer() {
+                    o.connected(&socket);
+                }
                 ns.connection_handler().and_then(|h| h(socket))
             }
             Ok(None) => None, // refused by the CONNECT check

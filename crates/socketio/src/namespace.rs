@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use futures_util::future::BoxFuture;
@@ -27,12 +27,16 @@ use super::packet::{self, PacketType};
 use super::recovery::{Failure, LoggedEvent, MemoryLog, Offset, Recovery};
 use super::rooms::{Room, RoomIndex};
 use super::socket::{DisconnectReason, Event, Socket};
+use crate::admin::observer::SocketObserver;
 use crate::metrics::SocketMetrics;
 use hubbub_engineio::Frame;
 
 type BoxFut = BoxFuture<'static, ()>;
 /// Decides whether a CONNECT is accepted; `Err(message)` refuses it with a CONNECT_ERROR.
 pub type AuthHandler = Arc<dyn Fn(&Arc<Socket>, &Value) -> Result<(), String> + Send + Sync>;
+/// Like [`AuthHandler`], asynchronous: the client's later packets wait for its verdict.
+pub type AsyncAuthHandler =
+    Arc<dyn Fn(Arc<Socket>, Value) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 /// Runs after a socket connected (and its CONNECT was acknowledged).
 pub type ConnectionHandler = Arc<dyn Fn(Arc<Socket>) -> Option<BoxFut> + Send + Sync>;
 /// Handles one event; a returned future completes before the client's next packet is handled.
@@ -43,6 +47,7 @@ pub type DisconnectHandler = Arc<dyn Fn(Arc<Socket>, DisconnectReason) + Send + 
 #[derive(Default)]
 struct Handlers {
     auth: Option<AuthHandler>,
+    async_auth: Option<AsyncAuthHandler>,
     connection: Option<ConnectionHandler>,
     events: HashMap<String, EventHandler>,
     fallback: Option<EventHandler>,
@@ -57,6 +62,8 @@ pub struct Namespace {
     handlers: RwLock<Handlers>,
     adapter: Arc<dyn Adapter>,
     metrics: Arc<SocketMetrics>,
+    /// The admin UI's development-mode hook; unset (and free) otherwise.
+    observer: OnceLock<Arc<dyn SocketObserver>>,
     /// Connection state recovery, when on.
     recovery: Option<Arc<Recovery>>,
     /// With recovery on: the log head delivered here and the in-memory log (see the module doc).
@@ -118,6 +125,7 @@ impl Namespace {
             handlers: RwLock::new(Handlers::default()),
             adapter,
             metrics,
+            observer: OnceLock::new(),
             recovery,
             delivery: Mutex::new(delivery),
         })
@@ -131,6 +139,12 @@ impl Namespace {
     /// Whether new sockets get a `pid` now: recovery is on and the log head is known.
     pub(crate) fn offers_recovery(&self) -> bool {
         self.recovery.is_some() && self.delivery.lock().head.is_some()
+    }
+
+    /// Ready as far as recovery goes: off, or the log head is known (a Redis-backed node
+    /// learns it once Redis answers; until then new sockets get no `pid`).
+    pub fn recovery_ready(&self) -> bool {
+        self.recovery.is_none() || self.delivery.lock().head.is_some()
     }
 
     /// Sets the log head when it is not known yet (a Redis-backed node, once it has read the
@@ -165,6 +179,18 @@ impl Namespace {
         f: impl Fn(&Arc<Socket>, &Value) -> Result<(), String> + Send + Sync + 'static,
     ) {
         self.handlers.write().auth = Some(Arc::new(f));
+    }
+
+    /// Like [`Namespace::on_connect`], with an async check (e.g. one that asks a
+    /// store). It replaces a synchronous check set before.
+    pub fn on_connect_async<F, Fut>(&self, f: F)
+    where
+        F: Fn(Arc<Socket>, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let mut h = self.handlers.write();
+        h.auth = None;
+        h.async_auth = Some(Arc::new(move |s, v| Box::pin(f(s, v))));
     }
 
     /// Sets the handler run after each accepted connection.
@@ -227,6 +253,20 @@ impl Namespace {
             Some(h) => h(socket, auth),
             None => Ok(()),
         }
+    }
+
+    pub(crate) fn async_auth(&self) -> Option<AsyncAuthHandler> {
+        self.handlers.read().async_auth.clone()
+    }
+
+    /// Sets the development-mode observer (once; later calls are ignored).
+    pub(crate) fn set_observer(&self, observer: Arc<dyn SocketObserver>) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// The observer, when the admin UI runs in development mode.
+    pub(crate) fn observer(&self) -> Option<&Arc<dyn SocketObserver>> {
+        self.observer.get()
     }
 
     pub(crate) fn connection_handler(&self) -> Option<ConnectionHandler> {
@@ -304,6 +344,9 @@ impl Namespace {
         let Some(socket) = removed else { return };
         self.adapter.room_deleted(self, socket.id(), true);
         self.metrics.sockets_connected.dec();
+        if let Some(o) = self.observer() {
+            o.disconnected(&socket, reason);
+        }
         let handler = self.handlers.read().disconnect.clone();
         if let Some(h) = handler {
             h(socket, reason);
@@ -393,12 +436,26 @@ impl Namespace {
     /// Delivers a broadcast to the matching sockets of this node: encoded once,
     /// the same bytes queued for every recipient. Used by adapters for broadcasts that are
     /// not logged (recovery off, or a peer that sent no offset).
+    ///
+    /// With recovery on, such an event still ends with an offset: the log head, as a direct
+    /// emit does, so that a client never takes the event's own last string for an offset.
     pub fn deliver_local(&self, packet: &BroadcastPacket, opts: &BroadcastOptions) -> usize {
-        let frames = packet.frames(&self.name);
-        if self.recovery.is_some() {
-            let _order = self.delivery.lock();
-            return self.deliver_frames(&frames, opts);
+        if self.recovery.is_none() {
+            return self.deliver_frames(&packet.frames(&self.name), opts);
         }
+        let d = self.delivery.lock();
+        let frames = match (d.head, &packet.data) {
+            (Some(head), Value::Array(items)) => {
+                let mut data = items.clone();
+                data.push(Value::String(head.to_string()));
+                BroadcastPacket {
+                    data: Value::Array(data),
+                    binary: packet.binary.clone(),
+                }
+                .frames(&self.name)
+            }
+            _ => packet.frames(&self.name),
+        };
         self.deliver_frames(&frames, opts)
     }
 

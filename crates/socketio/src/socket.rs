@@ -24,7 +24,7 @@ use super::packet::{self, PacketType};
 use super::recovery::{Offset, SessionRecord};
 use super::rooms::Room;
 use super::{Client, Sid};
-use hubbub_engineio::{CloseReason, Frame, SendError, Session};
+use hubbub_engineio::{CloseReason, Frame, Handshake, SendError, Session, Transport};
 
 /// Why a socket left its namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +218,16 @@ impl Socket {
         self.session.sid()
     }
 
+    /// What the client's Engine.IO handshake request carried.
+    pub fn handshake(&self) -> Option<&Handshake> {
+        self.session.handshake()
+    }
+
+    /// The transport the client uses now.
+    pub fn transport(&self) -> Transport {
+        self.session.transport()
+    }
+
     /// Whether the socket is still connected.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
@@ -309,6 +319,9 @@ impl Socket {
         args: &[Value],
         binary: &[Bytes],
     ) -> Result<(), EmitError> {
+        if let Some(o) = self.ns.observer() {
+            o.event_sent(self, event, args);
+        }
         if self.pid.is_none() {
             return self.send_frames(event_frames(self.ns.name(), event, args, binary, None));
         }
@@ -337,6 +350,9 @@ impl Socket {
         args: &[Value],
         timeout: Duration,
     ) -> Result<AckResponse, AckError> {
+        if let Some(o) = self.ns.observer() {
+            o.event_sent(self, event, args);
+        }
         let (id, rx) = self.acks.lock().register();
         if self
             .send_frames(event_frames(self.ns.name(), event, args, &[], Some(id)))
@@ -367,6 +383,9 @@ impl Socket {
         let mut rooms = self.rooms.lock();
         if !rooms.contains(&room) {
             self.ns.index_join(&room, &self.id);
+            if let Some(o) = self.ns.observer() {
+                o.joined(self, &room);
+            }
             rooms.push(room);
             drop(rooms);
             self.save_session();
@@ -379,6 +398,9 @@ impl Socket {
         if let Some(pos) = rooms.iter().position(|r| &**r == room) {
             rooms.swap_remove(pos);
             self.ns.index_leave(room, &self.id);
+            if let Some(o) = self.ns.observer() {
+                o.left(self, room);
+            }
             drop(rooms);
             self.save_session();
         }

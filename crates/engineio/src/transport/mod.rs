@@ -140,7 +140,7 @@ pub(crate) async fn dispatch(
             }
         }
         Transport::Polling => match query.sid {
-            None if req.method() == Method::GET => polling::handshake(engine)?,
+            None if req.method() == Method::GET => polling::handshake(engine, req.head())?,
             None => return Err(EngineError::BadHandshakeMethod),
             Some(sid) => {
                 let session = engine

@@ -34,8 +34,11 @@ fn text_response(body: impl Into<String>) -> HttpResponse {
 }
 
 /// `GET ?EIO=4&transport=polling`: opens a session; the body is the open packet alone.
-pub(crate) fn handshake(engine: &Arc<Engine>) -> Result<HttpResponse, EngineError> {
-    let session = engine.open_session(Transport::Polling)?;
+pub(crate) fn handshake(
+    engine: &Arc<Engine>,
+    head: &actix_http::RequestHead,
+) -> Result<HttpResponse, EngineError> {
+    let session = engine.open_session(Transport::Polling, head)?;
     let open = engine.open_frame(&session, Transport::Polling);
     let Frame::Text(text) = open else {
         unreachable!("the open packet is text")

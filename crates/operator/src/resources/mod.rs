@@ -90,6 +90,12 @@ pub const MANAGED_ENV: &[&str] = &[
     "HUBBUB_SHUTDOWN_GRACE_SECS",
     "HUBBUB_LOG",
     "HUBBUB_LOG_FORMAT",
+    "HUBBUB_ADMIN_UI",
+    "HUBBUB_ADMIN_USERNAME",
+    "HUBBUB_ADMIN_PASSWORD_HASH",
+    "HUBBUB_ADMIN_NO_AUTH",
+    "HUBBUB_ADMIN_READONLY",
+    "HUBBUB_ADMIN_MODE",
 ];
 
 /// Images used when the ChatRoom names none (the operator's `--server-image` and
@@ -372,6 +378,7 @@ fn secret_env(name: &str, room: &ChatRoom) -> Option<EnvVar> {
     Some(secret_key_env(name, &secret.name, &secret.key))
 }
 
+/// `name` from key `key` of Secret `secret` (which must exist: the pod waits for it).
 fn secret_key_env(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.into(),

@@ -75,6 +75,22 @@ pub fn server_env(room: &ChatRoom) -> Vec<EnvVar> {
             vars.push(env("HUBBUB_LOG_FORMAT", format));
         }
     }
+    if let Some(admin) = &spec.admin_ui {
+        vars.push(env("HUBBUB_ADMIN_UI", "true"));
+        let secret = &admin.credentials_secret;
+        vars.push(secret_key_env("HUBBUB_ADMIN_USERNAME", secret, "username"));
+        vars.push(secret_key_env(
+            "HUBBUB_ADMIN_PASSWORD_HASH",
+            secret,
+            "passwordHash",
+        ));
+        vars.push(env("HUBBUB_ADMIN_READONLY", admin.readonly.to_string()));
+        let mode = match admin.mode {
+            crate::crd::AdminUiMode::Production => "production",
+            crate::crd::AdminUiMode::Development => "development",
+        };
+        vars.push(env("HUBBUB_ADMIN_MODE", mode));
+    }
     vars.extend(spec.env.iter().map(|e| env(&e.name, e.value.clone())));
     vars
 }

@@ -151,6 +151,37 @@ fn deployment_maps_the_spec_to_server_settings() {
 }
 
 #[test]
+fn admin_ui_takes_its_credentials_from_a_secret() {
+    let env = env_map(&build_ok(json!({
+        "corsOrigins": ["https://admin.socket.io"],
+        "adminUi": {"credentialsSecret": "dashboard", "mode": "development"}
+    })));
+    assert_eq!(env["HUBBUB_ADMIN_UI"], json!("true"));
+    assert_eq!(
+        env["HUBBUB_ADMIN_USERNAME"],
+        json!({"secretKeyRef": {"name": "dashboard", "key": "username", "optional": false}})
+    );
+    assert_eq!(
+        env["HUBBUB_ADMIN_PASSWORD_HASH"],
+        json!({"secretKeyRef": {"name": "dashboard", "key": "passwordHash", "optional": false}})
+    );
+    assert_eq!(env["HUBBUB_ADMIN_READONLY"], json!("false"));
+    assert_eq!(env["HUBBUB_ADMIN_MODE"], json!("development"));
+    assert_eq!(env["HUBBUB_CORS_ORIGINS"], json!("https://admin.socket.io"));
+    // Another Secret rolls the pods.
+    let a = room(json!({"adminUi": {"credentialsSecret": "one"}}));
+    let b = room(json!({"adminUi": {"credentialsSecret": "two", "readonly": true}}));
+    assert_ne!(
+        config_hash(&a, "example/hubbub:1"),
+        config_hash(&b, "example/hubbub:1")
+    );
+    assert!(
+        !env_map(&build_ok(json!({}))).contains_key("HUBBUB_ADMIN_UI"),
+        "off by default"
+    );
+}
+
+#[test]
 fn minimal_env_sets_only_defaults_the_server_needs() {
     let env = env_map(&build_ok(json!({})));
     let names: Vec<&str> = env.keys().map(String::as_str).collect();

@@ -96,7 +96,7 @@ pub(crate) fn accept(
     let link = Arc::new(Link::default());
     let (session, read) = match sid {
         None => {
-            let session = engine.open_session(Transport::WebSocket)?;
+            let session = engine.open_session(Transport::WebSocket, head)?;
             link.control(Control::Packet(
                 engine.open_frame(&session, Transport::WebSocket),
             ));
