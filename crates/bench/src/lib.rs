@@ -1,14 +1,16 @@
 //! The load tool behind `hubbub-bench`: a Socket.IO v5 client over WebSocket
 //! spoken by hand (Engine.IO v4 open packet, `40` CONNECT, `2`/`3` heartbeat),
 //! and the scenarios built on it: [`fanout`], [`saturate`], [`storm`]
-//! (connect-storm), [`idle`] and [`polling`] (HTTP long-polling, direct or forwarded
-//! through another replica). It works against any Socket.IO server, hubbub or not.
+//! (connect-storm), [`idle`], [`churn`] (a leak soak, raw HTTP and WebSocket) and
+//! [`polling`] (HTTP long-polling, direct or forwarded through another replica). It works
+//! against any Socket.IO server, hubbub or not.
 //!
 //! Every run is bounded in count and time and stops by itself; it only talks
 //! to the URLs it is given. It depends on no other hubbub crate (checked by
 //! `crates/server/tests/layering.rs`): what it measures is the wire, so it works the
 //! same against hubbub, socketioxide or Node's socket.io.
 
+pub mod churn;
 pub mod client;
 pub mod fanout;
 pub mod idle;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hubbub_bench::client::Target;
-use hubbub_bench::{fanout, idle, polling, saturate, storm};
+use hubbub_bench::{churn, fanout, idle, polling, saturate, storm};
 
 #[derive(Debug, Parser)]
 #[command(name = "hubbub-bench", version, about = "Socket.IO v5 load tool")]
@@ -114,6 +114,28 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         concurrency: usize,
     },
+    /// Clients connecting and leaving in every way for a while; then checks that the
+    /// server's sessions, sockets, tasks, fds and memory return to their baseline.
+    Churn {
+        /// Server URL (one hubbub server; its /metrics is read on the same port).
+        #[arg(long, required = true)]
+        url: String,
+        /// Clients in flight at once.
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+        /// Seconds of churn.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Seconds the server may take to settle once the clients stop.
+        #[arg(long, default_value_t = 30)]
+        settle: u64,
+        /// MiB resident memory may stay above its baseline.
+        #[arg(long, default_value_t = 16)]
+        rss_slack_mib: u64,
+        /// Seconds one client may take before it counts as stuck.
+        #[arg(long, default_value_t = 30)]
+        client_timeout: u64,
+    },
     /// Open and hold connections; report connect rate and server memory per connection.
     Idle {
         /// Server URL(s), comma-separated.
@@ -164,6 +186,7 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     let connect_timeout = Duration::from_secs(cli.connect_timeout);
+    let mut churn_failed = false;
     let (json, table) = runtime.block_on(async {
         Ok::<_, anyhow::Error>(match cli.command {
             Command::Fanout {
@@ -266,6 +289,28 @@ fn main() -> anyhow::Result<()> {
                 .await?;
                 (serde_json::to_string_pretty(&r)?, r.table())
             }
+            Command::Churn {
+                url,
+                concurrency,
+                duration,
+                settle,
+                rss_slack_mib,
+                client_timeout,
+            } => {
+                let r = churn::run(churn::ChurnConfig {
+                    target: Target::parse(&url)?,
+                    concurrency,
+                    duration: Duration::from_secs(duration),
+                    settle: Duration::from_secs(settle),
+                    rss_slack: rss_slack_mib * 1024 * 1024,
+                    client_timeout: Duration::from_secs(client_timeout),
+                })
+                .await?;
+                if !r.settled || r.failed > 0 {
+                    churn_failed = true;
+                }
+                (serde_json::to_string_pretty(&r)?, r.table())
+            }
             Command::Idle {
                 url,
                 connections,
@@ -293,5 +338,8 @@ fn main() -> anyhow::Result<()> {
     }
     // Held connections are dropped with the runtime; do not wait for their tasks.
     runtime.shutdown_background();
+    if churn_failed {
+        anyhow::bail!("churn: the server did not return to its baseline, or clients failed");
+    }
     Ok(())
 }

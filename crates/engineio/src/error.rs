@@ -34,6 +34,9 @@ pub enum EngineError {
     /// The server holds as many sessions as it may (`--max-connections`; HTTP 503).
     #[error("too many connections")]
     TooManySessions,
+    /// A POST body that did not arrive within its time (HTTP 408, code 3).
+    #[error("request timeout")]
+    BodyTimeout,
 }
 
 impl EngineError {
@@ -43,7 +46,7 @@ impl EngineError {
             EngineError::TransportUnknown => 0,
             EngineError::SessionUnknown => 1,
             EngineError::BadHandshakeMethod => 2,
-            EngineError::BadRequest | EngineError::PayloadTooLarge => 3,
+            EngineError::BadRequest | EngineError::PayloadTooLarge | EngineError::BodyTimeout => 3,
             EngineError::Forbidden => 4,
             EngineError::UnsupportedProtocol => 5,
             EngineError::ShuttingDown | EngineError::TooManySessions => 3,
@@ -62,6 +65,7 @@ impl EngineError {
             EngineError::PayloadTooLarge => "Payload too large",
             EngineError::ShuttingDown => "Server shutting down",
             EngineError::TooManySessions => "Too many connections",
+            EngineError::BodyTimeout => "Request timeout",
         }
     }
 }
@@ -71,6 +75,7 @@ impl ResponseError for EngineError {
         match self {
             EngineError::Forbidden => StatusCode::FORBIDDEN,
             EngineError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            EngineError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             EngineError::ShuttingDown | EngineError::TooManySessions => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -28,6 +28,7 @@ pub mod payload;
 pub mod queue;
 pub mod serve;
 pub mod session;
+pub mod tasks;
 pub mod transport;
 
 use std::collections::HashMap;
@@ -177,6 +178,8 @@ impl Engine {
         handler: Arc<dyn EngineHandler>,
         metrics: Arc<EngineMetrics>,
     ) -> Arc<Engine> {
+        let connections = tokio_util::task::TaskTracker::new();
+        metrics.tasks.watch_tracker(connections.clone());
         Arc::new(Engine {
             config,
             sessions: RwLock::new(HashMap::new()),
@@ -185,7 +188,7 @@ impl Engine {
             accepting: AtomicBool::new(true),
             keep_handshakes: AtomicBool::new(false),
             emptied: tokio::sync::Notify::new(),
-            connections: tokio_util::task::TaskTracker::new(),
+            connections,
             forwarder: std::sync::OnceLock::new(),
         })
     }

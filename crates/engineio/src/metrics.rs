@@ -8,6 +8,8 @@
 
 use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
+use super::tasks::RuntimeTasks;
+
 /// The metric handles of the Engine.IO layer.
 #[derive(Clone)]
 pub struct EngineMetrics {
@@ -29,6 +31,8 @@ pub struct EngineMetrics {
     pub outbound_queue_overflows_total: IntCounter,
     /// `hubbub_sessions_refused_total`: handshakes refused at the session limit.
     pub sessions_refused_total: IntCounter,
+    /// `hubbub_tasks_alive`: tasks alive on the runtimes serving the engine.
+    pub tasks: RuntimeTasks,
 }
 
 impl EngineMetrics {
@@ -78,6 +82,7 @@ impl EngineMetrics {
                 "hubbub_sessions_refused_total",
                 "Handshakes refused because the server held --max-connections sessions",
             )?,
+            tasks: RuntimeTasks::new()?,
         };
         registry.register(Box::new(m.connections_open.clone()))?;
         registry.register(Box::new(m.connections_total.clone()))?;
@@ -88,6 +93,7 @@ impl EngineMetrics {
         registry.register(Box::new(m.bytes_sent_total.clone()))?;
         registry.register(Box::new(m.outbound_queue_overflows_total.clone()))?;
         registry.register(Box::new(m.sessions_refused_total.clone()))?;
+        registry.register(Box::new(m.tasks.clone()))?;
         // Both transports are always present in the output, even at zero.
         for t in ["polling", "websocket"] {
             m.connections_open.with_label_values(&[t]);

@@ -60,6 +60,10 @@ impl Mounts {
         Mounts(Arc::new(vec![(path.into(), engine)]))
     }
 
+    fn engines(&self) -> impl Iterator<Item = &Arc<Engine>> {
+        self.0.iter().map(|(_, e)| e)
+    }
+
     fn find(&self, path: &str) -> Option<&Arc<Engine>> {
         self.0.iter().find(|(p, _)| p == path).map(|(_, e)| e)
     }
@@ -142,6 +146,10 @@ where
         let factory = factory.clone();
         let shutdown = shutdown.clone();
         builder = builder.listen("hubbub-http", listener, move || {
+            // Runs on each worker's thread as it starts: count its runtime's tasks.
+            for engine in mounts.engines() {
+                engine.metrics().tasks.watch_current();
+            }
             let mounts = mounts.clone();
             let shutdown = shutdown.clone();
             let app = factory()

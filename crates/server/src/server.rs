@@ -246,6 +246,8 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         rate_burst: config.rate_burst,
     };
     Chat::new(store, settings, metrics.chat.clone()).register(&io);
+    // hubbub_tasks_alive counts this (main) runtime's tasks too; serve adds each worker's.
+    metrics.engine.tasks.watch_current();
     {
         // With Redis, a replica offers recovery once it has read the log's head.
         let io = io.clone();

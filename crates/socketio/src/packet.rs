@@ -78,6 +78,10 @@ pub enum ParseError {
     /// The payload does not have the shape the packet type requires.
     #[error("invalid payload for packet type {0:?}")]
     InvalidPayload(PacketType),
+    /// A binary placeholder whose `num` is not one of the announced attachments
+    /// (the official decoder's "illegal attachments").
+    #[error("placeholder does not reference an attachment")]
+    InvalidPlaceholder,
 }
 
 /// Names a client may not emit (they are lifecycle events in the reference).
@@ -170,6 +174,12 @@ pub fn parse(s: &str) -> Result<Packet, ParseError> {
     if !valid {
         return Err(ParseError::InvalidPayload(kind));
     }
+    if kind.is_binary()
+        && let Some(data) = &data
+        && !placeholders_valid(data, attachments)
+    {
+        return Err(ParseError::InvalidPlaceholder);
+    }
     Ok(Packet {
         kind,
         nsp,
@@ -177,6 +187,26 @@ pub fn parse(s: &str) -> Result<Packet, ParseError> {
         data,
         attachments,
     })
+}
+
+/// Whether every object the official decoder takes for a placeholder
+/// (`"_placeholder": true`) has an integer `num` below `attachments`. The
+/// official client refuses a packet with any other (and closes its
+/// connection), so such a packet must not be accepted and relayed to one.
+fn placeholders_valid(value: &Value, attachments: usize) -> bool {
+    match value {
+        Value::Array(items) => items.iter().all(|v| placeholders_valid(v, attachments)),
+        Value::Object(map) => {
+            if map.get("_placeholder") == Some(&Value::Bool(true)) {
+                map.get("num")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|n| n < attachments as u64)
+            } else {
+                map.values().all(|v| placeholders_valid(v, attachments))
+            }
+        }
+        _ => true,
+    }
 }
 
 /// Most attachments one packet may announce (a bound on memory held per client).
@@ -386,6 +416,44 @@ mod tests {
             Err(ParseError::InvalidAckId)
         );
         assert_eq!(parse("2[\"x\""), Err(ParseError::InvalidJson));
+    }
+
+    /// Found by `fuzz/socketio_packet`: a binary packet whose placeholder points
+    /// past its attachments was accepted, and `sendToAll` relayed it to clients
+    /// whose decoder then closed their connections ("illegal attachments").
+    #[test]
+    fn rejects_placeholders_without_their_attachment() {
+        let bad = [
+            r#"51-["x",{"_placeholder":true,"num":1}]"#,
+            r#"51-["x",{"_placeholder":true,"num":-1}]"#,
+            r#"51-["x",{"_placeholder":true,"num":"0"}]"#,
+            r#"51-["x",{"_placeholder":true}]"#,
+            r#"51-["x",{"a":[{"_placeholder":true,"num":0.5}]}]"#,
+            r#"62-3[{"_placeholder":true,"num":0},{"_placeholder":true,"num":2}]"#,
+        ];
+        for s in bad {
+            assert_eq!(parse(s), Err(ParseError::InvalidPlaceholder), "{s}");
+        }
+        // Placeholders in range, nested, repeated or with extra keys are fine; a
+        // text event's `_placeholder` objects are plain data.
+        p(r#"52-["x",{"a":[{"_placeholder":true,"num":1}]},{"_placeholder":true,"num":0}]"#);
+        p(r#"51-["x",{"_placeholder":true,"num":0},{"_placeholder":true,"num":0}]"#);
+        p(r#"51-["x",{"_placeholder":false,"num":9}]"#);
+        p(r#"2["x",{"_placeholder":true,"num":9}]"#);
+    }
+
+    /// Found by `fuzz/socketio_packet`: a long number re-encoded was not the
+    /// number parsed (serde_json's default float parser can be one ulp off);
+    /// with `float_roundtrip` the double is the correctly rounded one, as
+    /// `JSON.parse` gives, and survives re-encoding.
+    #[test]
+    fn long_numbers_survive_reencoding() {
+        let digits = "2444444444444444444444444444444444444444444444444442";
+        let packet = p(&format!("3\n[{digits}]"));
+        let expected: f64 = digits.parse().unwrap();
+        assert_eq!(packet.data, Some(json!([expected])));
+        let wire = encode_message(PacketType::Ack, 0, "/", None, packet.data.as_ref());
+        assert_eq!(parse(&wire[1..]), Ok(packet));
     }
 
     #[test]

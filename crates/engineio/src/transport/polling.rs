@@ -17,6 +17,12 @@ use super::super::packet::Frame;
 use super::super::payload;
 use super::super::{CloseReason, Engine, EngineError, Session, Transport};
 
+/// How long a POST's body may take to arrive, from the end of its head. actix-http
+/// bounds the time to a request's head (the first request of a connection) but
+/// not its body: without this, a client trickling a body a byte at a time would
+/// hold the request (and the session's one POST slot) for ever.
+pub const POST_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a GET that arrives during an upgrade waits for the upgrade to settle.
 const UPGRADE_SETTLE: Duration = Duration::from_millis(50);
 
@@ -133,7 +139,14 @@ pub(crate) async fn post(
     let _posting = Posting(&session);
     let limit = engine.config.max_payload;
     let mut buf = web::BytesMut::new();
-    while let Some(chunk) = body.next().await {
+    let deadline = tokio::time::Instant::now() + POST_BODY_TIMEOUT;
+    loop {
+        let Ok(next) = tokio::time::timeout_at(deadline, body.next()).await else {
+            tracing::debug!(sid = %session.sid(), "POST body too slow; closing session");
+            session.close(CloseReason::TransportError);
+            return Err(EngineError::BodyTimeout);
+        };
+        let Some(chunk) = next else { break };
         let Ok(chunk) = chunk else {
             return Err(EngineError::BadRequest);
         };

@@ -244,6 +244,7 @@ pub fn decode_broadcast(bytes: &[u8]) -> Result<BroadcastMessage, WireError> {
         None => BroadcastOpts::default(),
     };
     let sent_at_us = items.next().and_then(|v| v.as_u64());
+    check_deliverable(&packet.data)?;
     Ok(BroadcastMessage {
         uid,
         packet,

@@ -207,11 +207,15 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
             ),
         },
         RequestType::Broadcast => RequestBody::Broadcast {
-            packet: WirePacket::from_mp(
-                field(&value, "packet")
-                    .cloned()
-                    .ok_or_else(|| shape("broadcast request without packet"))?,
-            )?,
+            packet: {
+                let packet = WirePacket::from_mp(
+                    field(&value, "packet")
+                        .cloned()
+                        .ok_or_else(|| shape("broadcast request without packet"))?,
+                )?;
+                check_deliverable(&packet.data)?;
+                packet
+            },
             opts: field(&value, "opts")
                 .map(BroadcastOpts::from_mp)
                 .transpose()?

@@ -291,11 +291,16 @@ pub fn decode_cluster_message(bytes: &[u8]) -> Result<ClusterMessage, WireError>
     let request_id = field(data, "requestId").and_then(id_string);
     let body = match kind {
         3 => ClusterBody::Broadcast {
-            packet: WirePacket::from_mp(
-                field(data, "packet")
-                    .cloned()
-                    .ok_or_else(|| shape("broadcast without packet"))?,
-            )?,
+            packet: {
+                let packet = WirePacket::from_mp(
+                    field(data, "packet")
+                        .cloned()
+                        .ok_or_else(|| shape("broadcast without packet"))?,
+                )?;
+                // As for the classic adapter: never relay what clients cannot decode.
+                check_deliverable(&packet.data)?;
+                packet
+            },
             opts: opts_of(data)?,
             request_id,
         },
@@ -553,5 +558,24 @@ mod tests {
             p.for_broadcast(&[sid20.into()], false),
             format!("socket.io#/#{sid20}#")
         );
+    }
+
+    /// As `broadcasts_clients_cannot_decode_are_refused` for the classic adapter: a
+    /// sharded peer's broadcast that the official client cannot decode is refused
+    /// rather than relayed to every local client.
+    #[test]
+    fn broadcasts_clients_cannot_decode_are_refused() {
+        for data in [
+            serde_json::json!("not an array"),
+            serde_json::json!([]),
+            serde_json::json!(["disconnect"]),
+            serde_json::json!(["ev", {"_placeholder": true, "num": 0}]),
+        ] {
+            let bytes = encode_cluster_message(&broadcast(&[], Payload::json(data.clone())));
+            assert!(
+                matches!(decode_cluster_message(&bytes), Err(WireError::Shape(_))),
+                "{data}"
+            );
+        }
     }
 }

@@ -528,3 +528,76 @@ fn server_side_emit_binary_is_written_like_json_stringify_of_a_buffer() {
         r#"{"uid":"u","type":6,"data":["ev",{"type":"Buffer","data":[7,8]}]}"#
     );
 }
+
+/// Found by `fuzz/redis_wire`: a peer's broadcast that the official client
+/// cannot decode (not `[event, ...]`, a reserved name, a placeholder without
+/// its attachment) was accepted and would have been relayed to every local
+/// client, each of which then closes its connection.
+#[test]
+fn broadcasts_clients_cannot_decode_are_refused() {
+    let publish = |data: Mp| {
+        write_mp(&Mp::Array(vec![
+            Mp::from("node"),
+            Mp::Map(vec![
+                (Mp::from("type"), Mp::from(2)),
+                (Mp::from("data"), data),
+                (Mp::from("nsp"), Mp::from("/")),
+            ]),
+            Mp::Map(vec![]),
+        ]))
+    };
+    let placeholder = |num: Mp| {
+        Mp::Map(vec![
+            (Mp::from("_placeholder"), Mp::Boolean(true)),
+            (Mp::from("num"), num),
+        ])
+    };
+    let refused = [
+        Mp::from("not an array"),
+        Mp::Array(vec![]),
+        Mp::Array(vec![Mp::Nil]),
+        Mp::Array(vec![Mp::from("disconnect")]),
+        Mp::Array(vec![Mp::from("ev"), placeholder(Mp::from(0))]),
+        Mp::Array(vec![
+            Mp::from("ev"),
+            Mp::Binary(vec![1]),
+            placeholder(Mp::from(1)),
+        ]),
+        Mp::Array(vec![Mp::from("ev"), placeholder(Mp::from("0"))]),
+    ];
+    for data in refused {
+        let bytes = publish(data.clone());
+        assert!(
+            matches!(decode_broadcast(&bytes), Err(WireError::Shape(_))),
+            "{data}"
+        );
+        let request = write_mp(&Mp::Map(vec![
+            (Mp::from("uid"), Mp::from("node")),
+            (Mp::from("requestId"), Mp::from("r")),
+            (Mp::from("type"), Mp::from(7)),
+            (
+                Mp::from("packet"),
+                Mp::Map(vec![
+                    (Mp::from("type"), Mp::from(2)),
+                    (Mp::from("data"), data.clone()),
+                ]),
+            ),
+        ]));
+        assert!(
+            matches!(decode_request(&request), Err(WireError::Shape(_))),
+            "{data}"
+        );
+    }
+    // A real binary, and a literal placeholder that names it, are fine; so is
+    // a numeric event name.
+    let ok = publish(Mp::Array(vec![
+        Mp::from("ev"),
+        Mp::Binary(vec![1]),
+        placeholder(Mp::from(0)),
+    ]));
+    assert_eq!(
+        decode_broadcast(&ok).unwrap().packet.data.attachments.len(),
+        1
+    );
+    assert!(decode_broadcast(&publish(Mp::Array(vec![Mp::from(42)]))).is_ok());
+}

@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use super::model::{MessageText, Nickname, Rejection, TokenBucket};
+use super::model::{Nickname, Rejection, TokenBucket, answer_args, join_args, text_args};
 use super::store::Store;
 use crate::metrics::ChatMetrics;
 use hubbub_socketio::{AckSender, Event, Io, Socket};
@@ -236,10 +236,7 @@ impl Chat {
         socket: Arc<Socket>,
         args: Vec<Value>,
     ) -> Result<Value, Rejection> {
-        let [arg] = args.as_slice() else {
-            return Err(Rejection::BadArguments("join takes one nickname"));
-        };
-        let name = Nickname::parse(arg)?;
+        let name = join_args(&args)?;
         self.store
             .set_present(socket.id(), name.as_str())
             .await
@@ -274,10 +271,11 @@ impl Chat {
             .lock()
             .clone()
             .ok_or(Rejection::NotJoined)?;
-        let [arg] = args.as_slice() else {
-            return Err(Rejection::BadArguments("messages takes one text"));
-        };
-        let text = MessageText::parse(arg, self.settings.max_message_bytes)?;
+        let text = text_args(
+            &args,
+            "messages takes one text",
+            self.settings.max_message_bytes,
+        )?;
         let msg = self
             .store
             .append_message(name.as_str(), text.as_str(), now_ms())
@@ -295,10 +293,11 @@ impl Chat {
         socket: Arc<Socket>,
         args: Vec<Value>,
     ) -> Result<Value, Rejection> {
-        let [arg] = args.as_slice() else {
-            return Err(Rejection::BadArguments("question takes one text"));
-        };
-        let text = MessageText::parse(arg, self.settings.max_message_bytes)?;
+        let text = text_args(
+            &args,
+            "question takes one text",
+            self.settings.max_message_bytes,
+        )?;
         let member = self.member(&socket);
         if member.asked.swap(true, Ordering::AcqRel) {
             return Err(Rejection::QuestionLimit);
@@ -321,14 +320,7 @@ impl Chat {
         socket: Arc<Socket>,
         args: Vec<Value>,
     ) -> Result<Value, Rejection> {
-        let [question, answer] = args.as_slice() else {
-            return Err(Rejection::BadArguments(
-                "answer takes a question and an answer",
-            ));
-        };
-        let max = self.settings.max_message_bytes;
-        let question = MessageText::parse(question, max)?;
-        let answer = MessageText::parse(answer, max)?;
+        let (question, answer) = answer_args(&args, self.settings.max_message_bytes)?;
         let stored = self
             .store
             .add_answer(question.as_str(), answer.as_str())

@@ -108,6 +108,42 @@ impl MessageText {
     }
 }
 
+/// The argument of `join`: exactly one nickname.
+pub fn join_args(args: &[Value]) -> Result<Nickname, Rejection> {
+    let [arg] = args else {
+        return Err(Rejection::BadArguments("join takes one nickname"));
+    };
+    Nickname::parse(arg)
+}
+
+/// The argument of `messages` and `question`: exactly one text.
+pub fn text_args(
+    args: &[Value],
+    what: &'static str,
+    max_bytes: usize,
+) -> Result<MessageText, Rejection> {
+    let [arg] = args else {
+        return Err(Rejection::BadArguments(what));
+    };
+    MessageText::parse(arg, max_bytes)
+}
+
+/// The arguments of `answer`: a question and an answer text.
+pub fn answer_args(
+    args: &[Value],
+    max_bytes: usize,
+) -> Result<(MessageText, MessageText), Rejection> {
+    let [question, answer] = args else {
+        return Err(Rejection::BadArguments(
+            "answer takes a question and an answer",
+        ));
+    };
+    Ok((
+        MessageText::parse(question, max_bytes)?,
+        MessageText::parse(answer, max_bytes)?,
+    ))
+}
+
 /// A per-connection token bucket: `rate` tokens per second, at most `burst`.
 #[derive(Debug)]
 pub struct TokenBucket {

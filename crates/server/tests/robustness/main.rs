@@ -13,10 +13,12 @@
 //! A process-wide panic hook counts panics, so a panic in a server task (which
 //! would otherwise only be logged) fails the test that caused it.
 //!
-//! One module per concern: `handshake`, `polling`, `websocket`, `slow_consumer`, `heartbeat`, `socketio`; the harness is `support`.
+//! One module per concern: `handshake`, `polling`, `websocket`, `slow_consumer`, `heartbeat`, `socketio`, `hostile_http` (slow and hostile HTTP clients), `churn` (connections leaving in every way); the harness is `support`.
 
+mod churn;
 mod handshake;
 mod heartbeat;
+mod hostile_http;
 mod polling;
 mod slow_consumer;
 mod socketio;

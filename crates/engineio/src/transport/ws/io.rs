@@ -349,6 +349,11 @@ impl<S: Source> Reader<S> {
         })
     }
 
+    /// Bytes held now: undecoded input plus a fragmented message being joined.
+    pub(crate) fn held(&self) -> usize {
+        self.buf.len() + self.partial.as_ref().map_or(0, |(_, b)| b.len())
+    }
+
     pub(crate) fn start(&mut self, is_text: bool, b: Bytes) -> Result<Option<Incoming>, ReadError> {
         self.partial = Some((is_text, BytesMut::new()));
         self.extend(b)

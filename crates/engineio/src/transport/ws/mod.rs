@@ -42,6 +42,8 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 
 mod io;
+#[doc(hidden)]
+pub mod replay;
 
 use io::{Control, DRAIN_TIMEOUT, Finish, Incoming, Link, Outbound, Reader, Source, write_loop};
 pub(crate) use io::{close_gracefully, write_all};
