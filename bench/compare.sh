@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs the same scenarios against socket.io 4.8 (Node, bench/node/server.js) and
-# hubbub-server (release build), one process each, alternating, REPS times, and
-# prints the medians and the ratios hubbub / socket.io.
+# Runs the same scenarios against hubbub-server (release build), socketioxide 0.18
+# (bench/peers/socketioxide, release build from the registry) and socket.io 4.8
+# (Node, bench/node/server.js), one process each, in rotating order, REPS times,
+# and prints the medians and the ratios hubbub / socketioxide and hubbub / socket.io.
 #
-# Pinning, identical for both servers: the server runs under `taskset -c 0`
-# (hubbub therefore starts one actix worker; Node is single-threaded anyway),
-# the load tool under `taskset -c 1` with one runtime thread.
+# Pinning, identical for every server: the server runs under `taskset -c 0`
+# (hubbub therefore starts one actix worker, socketioxide one tokio worker; Node
+# is single-threaded anyway), the load tool under `taskset -c 1` with one runtime
+# thread.
 #
 # Usage: bench/compare.sh   (defaults below; about 12 minutes after the build,
 #                           16 with SATURATE_REPS=3)
@@ -26,9 +28,13 @@
 #   SATURATE_REPS=1      saturate runs per server, one process and (with REDIS=1)
 #                        two replicas through Redis: an unjudged 3 s warm-up, then
 #                        rate x1.5 per 3 s step from 10 msg/s until loss or
-#                        p99 > 50 ms (at most 12 steps), then REFINE bisections
+#                        p99 > 50 ms (at most MAX_STEPS steps), then REFINE bisections
 #                        between the best and the first failing rate; 0 skips it
 #   REFINE=3             bisections after the ramp (3: the best rate within 5 %)
+#   MAX_STEPS=16         most ramp steps (16 reach 4,400 msg/s: 4.4 M deliveries/s to
+#                        1000 subscribers, so that no server's ramp ends at the cap)
+#   PEERS="socketioxide socketio"
+#                        the servers hubbub is compared with (either or both)
 #   OUT=dir              where the JSON reports go (default: a new temp dir)
 #   PROFILE=release      cargo profile; `PROFILE=dev` only to check the script quickly
 set -euo pipefail
@@ -48,20 +54,31 @@ REDIS=${REDIS:-1}
 AMQP=${AMQP:-1}
 SATURATE_REPS=${SATURATE_REPS:-1}
 REFINE=${REFINE:-3}
+MAX_STEPS=${MAX_STEPS:-16}
 OUT=${OUT:-$(mktemp -d -t hubbub-compare.XXXXXX)}
 PROFILE=${PROFILE:-release}
+PEERS=${PEERS:-socketioxide socketio}
 mkdir -p "$OUT"
 
 ensure_apt util-linux taskset
 ensure_apt curl curl
 if [ "$REDIS" = 1 ]; then ensure_apt redis-server redis-server; fi
 if [ "$AMQP" = 1 ]; then RUNLEVEL=1 ensure_apt rabbitmq-server rabbitmq-server; fi
-ensure_npm "$root/bench/node"
+case " $PEERS " in *" socketio "*) ensure_npm "$root/bench/node" ;; esac
 echo "==> cargo build --profile $PROFILE -p hubbub-server -p hubbub-bench"
 (cd "$root" && cargo build --profile "$PROFILE" --quiet -p hubbub-server -p hubbub-bench)
-target_dir=$root/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
+profile_dir=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
+target_dir=$root/target/$profile_dir
 server_bin=$target_dir/hubbub-server
 bench_bin=$target_dir/hubbub-bench
+peer_dir=$root/bench/peers/socketioxide
+case " $PEERS " in
+  *" socketioxide "*)
+    echo "==> cargo build --profile $PROFILE (bench/peers/socketioxide: socketioxide 0.18 from the registry)"
+    (cd "$peer_dir" && cargo build --profile "$PROFILE" --quiet --locked)
+    ;;
+esac
+peer_bin=$peer_dir/target/$profile_dir/socketioxide-peer
 
 # Room for the idle scenario's connections in both the servers and the tool.
 ulimit -n "$(( IDLE + 20000 ))" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -138,6 +155,9 @@ start_one() {
     socketio)
       taskset -c 0 node "$root/bench/node/server.js" "$port" ${2:+"$2"} >"$OUT/server-$port.log" 2>&1 &
       ;;
+    socketioxide)
+      taskset -c 0 "$peer_bin" "$port" ${2:+"$2"} >"$OUT/server-$port.log" 2>&1 &
+      ;;
     hubbub)
       # No welcome message and no per-connection rate limit: the same behaviour as the Node server.
       taskset -c 0 "$server_bin" --bind "127.0.0.1:$port" --welcome "" \
@@ -159,8 +179,8 @@ start_one() {
   urls="${urls:+$urls,}http://127.0.0.1:$port"
 }
 
-# start_server NAME: `socketio` or `hubbub` (one process), or `socketio-redis` /
-# `hubbub-redis` (a fresh redis-server and two replicas sharing it), or `hubbub-amqp`
+# start_server NAME: `socketio`, `socketioxide` or `hubbub` (one process), or
+# NAME-redis (a fresh redis-server and two replicas sharing it), or `hubbub-amqp`
 # (a fresh RabbitMQ node and two hubbub replicas sharing it), all on CPU 0.
 # Sets url (comma-separated) and pids (comma-separated, Redis included).
 start_server() {
@@ -195,11 +215,21 @@ bench() {
 }
 
 echo "==> results in $OUT"
+# rotation N WORD...: the words rotated left by N (each server goes first in turn).
+rotation() {
+  local n=$1
+  shift
+  local words=("$@")
+  local k=${#words[@]} i
+  for ((i = 0; i < k; i++)); do printf '%s ' "${words[$(((i + n) % k))]}"; done
+}
+servers=(hubbub)
+for peer in $PEERS; do servers+=("$peer"); done
 for rep in $(seq 1 "$REPS"); do
-  # Alternate which server goes first in each repetition.
-  if [ $((rep % 2)) = 1 ]; then order="socketio hubbub"; else order="hubbub socketio"; fi
+  # Rotate which server goes first in each repetition.
+  order=$(rotation "$((rep - 1))" "${servers[@]}")
   if [ "$REDIS" = 1 ]; then
-    if [ $((rep % 2)) = 1 ]; then order="$order socketio-redis hubbub-redis"; else order="$order hubbub-redis socketio-redis"; fi
+    order="$order $(rotation "$((rep - 1))" "${servers[@]/%/-redis}")"
   fi
   if [ "$AMQP" = 1 ]; then order="$order hubbub-amqp"; fi
   for name in $order; do
@@ -221,15 +251,15 @@ for rep in $(seq 1 "$REPS"); do
   done
 done
 for rep in $(seq 1 "$SATURATE_REPS"); do
-  if [ $((rep % 2)) = 1 ]; then order="socketio hubbub"; else order="hubbub socketio"; fi
+  order=$(rotation "$((rep - 1))" "${servers[@]}")
   if [ "$REDIS" = 1 ]; then
-    if [ $((rep % 2)) = 1 ]; then order="$order socketio-redis hubbub-redis"; else order="$order hubbub-redis socketio-redis"; fi
+    order="$order $(rotation "$((rep - 1))" "${servers[@]/%/-redis}")"
   fi
   for name in $order; do
     start_server "$name"
     echo "--> rep $rep $name saturate (load average $(cut -d" " -f1 /proc/loadavg))"
     bench saturate --url "$url" --subscribers "$SUBSCRIBERS" --publishers "$PUBLISHERS" \
-      --size "$SIZE" --start-rate 10 --factor 1.5 --max-steps 12 --refine "$REFINE" --p99-ms 50 \
+      --size "$SIZE" --start-rate 10 --factor 1.5 --max-steps "$MAX_STEPS" --refine "$REFINE" --p99-ms 50 \
       --warmup 3 --duration 3 --drain 3 --pids "$pids" >"$OUT/saturate-$name-$rep.json" ||
       echo "    (run failed)"
     stop_server

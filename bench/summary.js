@@ -1,5 +1,8 @@
 // Summarises the JSON reports that bench/compare.sh leaves in a directory:
-// medians per scenario and server, and the ratios hubbub / socket.io.
+// medians per scenario and server, and the ratios hubbub / socketioxide and
+// hubbub / socket.io (each server's runs of a scenario come from the same
+// invocation, interleaved). For saturate, also the ratio of every repetition,
+// hubbub against the peer run next to it.
 // Usage: node bench/summary.js DIR
 const fs = require("fs");
 const path = require("path");
@@ -8,7 +11,7 @@ const dir = process.argv[2];
 const runs = {}; // scenario -> server -> [report]
 let failed = 0;
 for (const file of fs.readdirSync(dir).sort()) {
-  const m = file.match(/^(fanout-\d+(?:\.\d+)?|idle|saturate)-(socketio|hubbub)(-redis|-amqp)?-\d+\.json$/);
+  const m = file.match(/^(fanout-\d+(?:\.\d+)?|idle|saturate)-(socketioxide|socketio|hubbub)(-redis|-amqp)?-(\d+)\.json$/);
   if (!m) continue;
   let report;
   try {
@@ -17,6 +20,7 @@ for (const file of fs.readdirSync(dir).sort()) {
     failed += 1;
     continue;
   }
+  report.rep = Number(m[4]);
   ((runs[m[1] + (m[3] ?? "")] ??= {})[m[2]] ??= []).push(report);
 }
 
@@ -74,14 +78,29 @@ for (const scenario of Object.keys(runs).sort()) {
     ({ idle: "idle connections", saturate: "saturate (p99 bound 50 ms)" }[base] ??
       `fan-out at ${base.slice(7)} msg/s`) + where;
   const s = runs[scenario].socketio ?? [];
+  const x = runs[scenario].socketioxide ?? [];
   const h = runs[scenario].hubbub ?? [];
-  console.log(`\n### ${title} (runs: socket.io ${s.length}, hubbub ${h.length})\n`);
-  console.log("| metric (median) | socket.io 4.8 | hubbub | hubbub / socket.io |");
-  console.log("|---|---:|---:|---:|");
+  console.log(
+    `\n### ${title} (runs: socket.io ${s.length}, socketioxide ${x.length}, hubbub ${h.length})\n`,
+  );
+  console.log("| metric (median) | socket.io 4.8 | socketioxide 0.18 | hubbub | hubbub / socketioxide | hubbub / socket.io |");
+  console.log("|---|---:|---:|---:|---:|---:|");
   for (const [name, get, digits] of metrics) {
     const sm = median(s.map(get));
+    const xm = median(x.map(get));
     const hm = median(h.map(get));
-    console.log(`| ${name} | ${fmt(sm, digits)} | ${fmt(hm, digits)} | ${ratio(hm, sm)} |`);
+    console.log(
+      `| ${name} | ${fmt(sm, digits)} | ${fmt(xm, digits)} | ${fmt(hm, digits)} | ${ratio(hm, xm)} | ${ratio(hm, sm)} |`,
+    );
+  }
+  if (base === "saturate") {
+    // The same repetition ran the servers one after the other: the ratio of
+    // each pair says how stable the median ratio is.
+    const best = (rs, rep) => rs.find((r) => r.rep === rep)?.best?.deliveries_per_sec ?? 0;
+    const reps = [...new Set(h.map((r) => r.rep))].sort((a, b) => a - b);
+    const per = (peer) => reps.map((rep) => ratio(best(h, rep), best(peer, rep))).join(" / ");
+    if (x.length) console.log(`| ratio per repetition, hubbub / socketioxide | | | | ${per(x)} | |`);
+    if (s.length) console.log(`| ratio per repetition, hubbub / socket.io | | | | | ${per(s)} |`);
   }
 }
 if (failed) console.log(`\n${failed} run(s) failed and are not counted.`);

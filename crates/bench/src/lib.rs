@@ -1,8 +1,9 @@
 //! The load tool behind `hubbub-bench`: a Socket.IO v5 client over WebSocket
 //! spoken by hand (Engine.IO v4 open packet, `40` CONNECT, `2`/`3` heartbeat),
 //! and the scenarios built on it: [`fanout`], [`saturate`], [`storm`]
-//! (connect-storm), [`idle`], [`churn`] (a leak soak, raw HTTP and WebSocket) and
-//! [`polling`] (HTTP long-polling, direct or forwarded through another replica). It works
+//! (connect-storm), [`idle`], [`churn`] (a leak soak, raw HTTP and WebSocket),
+//! [`polling`] (HTTP long-polling, direct or forwarded through another replica) and
+//! [`floor`] (the kernel's cost of a broadcast, no server at all). It works
 //! against any Socket.IO server, hubbub or not.
 //!
 //! Every run is bounded in count and time and stops by itself; it only talks
@@ -13,6 +14,7 @@
 pub mod churn;
 pub mod client;
 pub mod fanout;
+pub mod floor;
 pub mod idle;
 pub mod polling;
 pub mod saturate;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hubbub_bench::client::Target;
-use hubbub_bench::{churn, fanout, idle, polling, saturate, storm};
+use hubbub_bench::{churn, fanout, floor, idle, polling, saturate, storm};
 
 #[derive(Debug, Parser)]
 #[command(name = "hubbub-bench", version, about = "Socket.IO v5 load tool")]
@@ -135,6 +135,28 @@ enum Command {
         /// Seconds one client may take before it counts as stuck.
         #[arg(long, default_value_t = 30)]
         client_timeout: u64,
+    },
+    /// No server: the time and CPU this machine's kernel needs to write one frame to each
+    /// of many loopback connections (the floor under any server's fan-out).
+    Floor {
+        /// Receiving connections.
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// WebSocket payload bytes per frame (a 100-byte `messages` event is about 130).
+        #[arg(long, default_value_t = 130)]
+        size: usize,
+        /// Broadcasts in all.
+        #[arg(long, default_value_t = 1000)]
+        broadcasts: usize,
+        /// Broadcasts per second.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// CPU to pin the writing thread to.
+        #[arg(long)]
+        writer_cpu: Option<usize>,
+        /// CPU to pin the reading thread to.
+        #[arg(long)]
+        reader_cpu: Option<usize>,
     },
     /// Open and hold connections; report connect rate and server memory per connection.
     Idle {
@@ -309,6 +331,27 @@ fn main() -> anyhow::Result<()> {
                 if !r.settled || r.failed > 0 {
                     churn_failed = true;
                 }
+                (serde_json::to_string_pretty(&r)?, r.table())
+            }
+            Command::Floor {
+                connections,
+                size,
+                broadcasts,
+                rate,
+                writer_cpu,
+                reader_cpu,
+            } => {
+                let config = floor::FloorConfig {
+                    connections,
+                    size,
+                    broadcasts,
+                    rate,
+                    writer_cpu,
+                    reader_cpu,
+                };
+                let r = tokio::task::spawn_blocking(move || floor::run(config))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("the floor run failed: {e}"))??;
                 (serde_json::to_string_pretty(&r)?, r.table())
             }
             Command::Idle {

@@ -114,6 +114,35 @@ impl Receiver {
         Poll::Pending
     }
 
+    /// Hands queued frames to `f`, in order, under one lock, until their length
+    /// reaches `max_bytes` (so at least one, if any). Returns `Ready` if frames
+    /// may be left; `Pending` once the queue is empty, and then `cx` is woken by
+    /// the next frame. `f` runs under the queue's lock: it must be short (the
+    /// WebSocket writer copies the frame into its buffer) and must not touch
+    /// this queue.
+    pub fn poll_recv_each(
+        &mut self,
+        cx: &mut Context<'_>,
+        max_bytes: usize,
+        mut f: impl FnMut(Frame),
+    ) -> Poll<()> {
+        let mut state = self.0.state.lock();
+        let mut bytes = 0;
+        while bytes < max_bytes {
+            let Some(frame) = pop(&mut state) else {
+                match &mut state.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    slot => *slot = Some(cx.waker().clone()),
+                }
+                state.waiting = true;
+                return Poll::Pending;
+            };
+            bytes += frame.len();
+            f(frame);
+        }
+        Poll::Ready(())
+    }
+
     /// Waits for the next frame. Cancel-safe: a frame is taken only when returned.
     pub async fn recv(&mut self) -> Frame {
         poll_fn(|cx| self.poll_recv(cx)).await
@@ -167,6 +196,36 @@ mod tests {
         tokio::task::yield_now().await;
         tx.try_send(Frame::noop()).unwrap();
         assert_eq!(consumer.await.unwrap(), [Frame::ping(), Frame::noop()]);
+    }
+
+    #[test]
+    fn batches_keep_order_and_respect_the_byte_bound() {
+        let (tx, mut rx) = channel(100);
+        for _ in 0..10 {
+            tx.try_send(Frame::ping()).unwrap();
+        }
+        tx.try_send(Frame::noop()).unwrap();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut got = Vec::new();
+        // A ping is one byte ("2"): a budget of 4 takes four frames.
+        assert!(rx.poll_recv_each(&mut cx, 4, |f| got.push(f)).is_ready());
+        assert_eq!(got.len(), 4);
+        // A budget of one byte still takes one frame.
+        assert!(rx.poll_recv_each(&mut cx, 1, |f| got.push(f)).is_ready());
+        assert_eq!(got.len(), 5);
+        assert!(!rx.0.state.lock().waiting);
+        // Emptying the queue registers the consumer.
+        assert!(
+            rx.poll_recv_each(&mut cx, usize::MAX, |f| got.push(f))
+                .is_pending()
+        );
+        assert_eq!(got.len(), 11);
+        assert_eq!(got.pop(), Some(Frame::noop()), "in order");
+        assert!(
+            rx.0.state.lock().waiting,
+            "an empty queue wakes the consumer"
+        );
     }
 
     #[test]

@@ -377,12 +377,24 @@ impl Namespace {
     /// namespace's read locks (so `f` must not block or touch this namespace's
     /// rooms for writing). Returns how many matched.
     fn for_each_matching(&self, opts: &BroadcastOptions, mut f: impl FnMut(&Arc<Socket>)) -> usize {
+        /// Up to this many excluded ids are compared one by one; more go in a set.
+        const EXCEPT_LINEAR: usize = 8;
         let sockets = self.sockets.read();
         let rooms = self.rooms.read();
-        let excluded = |id: &Sid| {
-            opts.except
-                .iter()
-                .any(|r| **r == **id || rooms.contains(r, id))
+        // The excluded ids, resolved once per broadcast rather than per recipient: each
+        // `except` name is a socket's own room, and its members if it is a stored room.
+        let mut except: SmallVec<[&str; 4]> = SmallVec::new();
+        for r in &opts.except {
+            except.push(r);
+            if let Some(members) = rooms.members(r) {
+                except.extend(members.iter().map(|m| &**m));
+            }
+        }
+        let except_set: Option<HashSet<&str>> =
+            (except.len() > EXCEPT_LINEAR).then(|| except.iter().copied().collect());
+        let excluded = |id: &Sid| match &except_set {
+            Some(set) => set.contains(&**id),
+            None => except.iter().any(|e| *e == &**id),
         };
         let mut count = 0;
         let mut visit = |s: &Arc<Socket>| {
@@ -504,10 +516,16 @@ impl Namespace {
 
     fn deliver_frames(&self, frames: &SmallVec<[Frame; 1]>, opts: &BroadcastOptions) -> usize {
         let start = Instant::now();
-        let count = self.for_each_matching(opts, |s| {
-            // A full queue closes that client; the others are unaffected.
-            let _ = s.send_frames(frames.clone());
-        });
+        // A full queue closes that client; the others are unaffected.
+        let count = match frames.as_slice() {
+            // The common packet without attachments: one shared frame, no list per recipient.
+            [frame] => self.for_each_matching(opts, |s| {
+                let _ = s.send_frame(frame.clone());
+            }),
+            _ => self.for_each_matching(opts, |s| {
+                let _ = s.send_frames(frames.clone());
+            }),
+        };
         self.metrics.broadcast_recipients.observe(count as f64);
         self.metrics
             .broadcast_duration_seconds

@@ -293,6 +293,15 @@ impl Socket {
         recovery.store.save(&record, self.session.sid());
     }
 
+    /// Queues one frame for this client (a packet without attachments).
+    pub(crate) fn send_frame(&self, frame: Frame) -> Result<(), EmitError> {
+        if !self.connected() {
+            return Err(EmitError::Disconnected);
+        }
+        Ok(self.session.send(frame)?)
+    }
+
+    /// Queues a packet's frames for this client, all or none.
     pub(crate) fn send_frames(&self, frames: SmallVec<[Frame; 1]>) -> Result<(), EmitError> {
         if !self.connected() {
             return Err(EmitError::Disconnected);

@@ -20,18 +20,19 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use actix_http::ws::{self, Codec};
 use actix_web::web;
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedMutexGuard;
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
 use crate::packet::Frame;
 use crate::queue::Receiver;
@@ -104,9 +105,23 @@ pub(crate) struct Outbound {
     link: Arc<Link>,
     session: Arc<Session>,
     queue: Option<Queue>,
-    codec: Codec,
+    /// Bytes encoded but not written yet: the 101 answer at the start, then only
+    /// what a full socket buffer left over. Empty (no allocation) otherwise.
     pub(crate) buf: BytesMut,
     done: bool,
+}
+
+/// What a turn of encoding found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoded {
+    /// Nothing to write now; the writer is woken when there is.
+    Idle,
+    /// Frames were encoded, and the writer is registered for more.
+    Some,
+    /// Frames were encoded up to the chunk's size; more are queued.
+    More,
+    /// The close frame was encoded: the writer ends once it is written.
+    Last,
 }
 
 impl Outbound {
@@ -116,74 +131,196 @@ impl Outbound {
             link,
             session,
             queue: None,
-            codec: Codec::new(),
             buf: BytesMut::new(),
             done: false,
         }
     }
 
-    pub(crate) fn encode(&mut self, msg: ws::Message) {
-        // Encoding a server frame into a growable buffer cannot fail.
-        let _ = self.codec.encode(msg, &mut self.buf);
+    /// Encodes what is ready into `dst` (control frames first, then the session's
+    /// queue, up to about [`MAX_CHUNK`] bytes) and registers `cx` for more.
+    fn encode_ready(&mut self, cx: &mut Context<'_>, dst: &mut BytesMut) -> Encoded {
+        if self.done {
+            return Encoded::Last;
+        }
+        let start = dst.len();
+        let (control, finish) = {
+            let mut state = self.link.state.lock();
+            match &mut state.writer {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+            if self.queue.is_none() {
+                self.queue = state.queue.take();
+            }
+            // Usually empty: taken only when not, to keep the common path short.
+            let control = if state.control.is_empty() {
+                None
+            } else {
+                Some(std::mem::take(&mut state.control))
+            };
+            (control, state.finish)
+        };
+        let (mut packets, mut bytes) = (0u64, 0u64);
+        for c in control.into_iter().flatten() {
+            match c {
+                Control::Packet(frame) => {
+                    packets += 1;
+                    bytes += frame.len() as u64;
+                    encode_data(dst, &frame);
+                }
+                Control::Pong(p) => encode_frame(dst, OP_PONG, &p),
+            }
+        }
+        let mut drained = true;
+        if finish != Some(Finish::Now)
+            && let Some(queue) = self.queue.as_mut()
+        {
+            // All the frames of a chunk are taken under one lock of the queue, which
+            // also registers this writer once it is empty.
+            drained = queue
+                .poll_recv_each(cx, MAX_CHUNK, |frame| {
+                    packets += 1;
+                    bytes += frame.len() as u64;
+                    encode_data(dst, &frame);
+                })
+                .is_pending();
+        }
+        if packets > 0 {
+            // Counted once per chunk rather than per frame.
+            let m = self.engine.metrics();
+            m.packets_sent_total.inc_by(packets);
+            m.bytes_sent_total.inc_by(bytes);
+        }
+        if finish.is_some() && drained {
+            encode_frame(dst, OP_CLOSE, &[]);
+            self.done = true;
+            Encoded::Last
+        } else if !drained {
+            Encoded::More
+        } else if dst.len() > start {
+            Encoded::Some
+        } else {
+            Encoded::Idle
+        }
     }
 
-    pub(crate) fn encode_packet(&mut self, frame: Frame) {
-        let m = self.engine.metrics();
-        m.packets_sent_total.inc();
-        m.bytes_sent_total.inc_by(frame.len() as u64);
-        self.encode(match frame {
-            Frame::Text(t) => ws::Message::Text(t),
-            Frame::Binary(b) => ws::Message::Binary(b),
-        });
+    /// Writes to `io` until the writer ends (`Ready`) or has nothing to write
+    /// (`Pending`, woken by a frame or by room in the socket's buffer). Frames are
+    /// encoded into the thread's scratch buffer and written from there with one
+    /// system call per chunk: a connection keeps bytes of its own only when the
+    /// socket's buffer is full.
+    pub(crate) fn poll_write(&mut self, cx: &mut Context<'_>, io: &TcpStream) -> Poll<()> {
+        loop {
+            while !self.buf.is_empty() {
+                match io.try_write(&self.buf) {
+                    Ok(0) => return Poll::Ready(()),
+                    Ok(n) => {
+                        let _ = self.buf.split_to(n);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        match io.poll_write_ready(cx) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(Err(_)) => return Poll::Ready(()),
+                            Poll::Ready(Ok(())) => {}
+                        }
+                    }
+                    Err(_) => return Poll::Ready(()),
+                }
+            }
+            if self.buf.capacity() > 0 {
+                // Written: an idle connection keeps no write buffer.
+                self.buf = BytesMut::new();
+            }
+            if self.done {
+                return Poll::Ready(());
+            }
+            let written = SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                scratch.clear();
+                let encoded = self.encode_ready(cx, &mut scratch);
+                if encoded == Encoded::Idle {
+                    return Poll::Pending;
+                }
+                let more = encoded != Encoded::Some;
+                match io.try_write(&scratch) {
+                    Ok(n) if n == scratch.len() => {}
+                    // The rest waits in the connection's own buffer.
+                    Ok(n) => self.buf.extend_from_slice(&scratch[n..]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        self.buf.extend_from_slice(&scratch)
+                    }
+                    Err(_) => return Poll::Ready(Err(())),
+                }
+                if scratch.capacity() > SCRATCH_KEEP {
+                    // A large message went through: do not keep its room per thread.
+                    *scratch = BytesMut::with_capacity(SCRATCH_KEEP);
+                }
+                Poll::Ready(Ok(more))
+            });
+            match written {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(())) => return Poll::Ready(()),
+                // Everything is written and the writer is registered for what comes next
+                // (the queue and the link wake it): no second look at an empty queue.
+                Poll::Ready(Ok(false)) if self.buf.is_empty() => return Poll::Pending,
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
     }
 }
 
+thread_local! {
+    /// Where a worker thread encodes the chunks its connections write: one
+    /// buffer per thread instead of an allocation per write.
+    static SCRATCH: std::cell::RefCell<BytesMut> =
+        std::cell::RefCell::new(BytesMut::with_capacity(SCRATCH_KEEP));
+}
+
+/// Capacity the scratch buffer keeps between writes.
+const SCRATCH_KEEP: usize = 2 * MAX_CHUNK;
+
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PONG: u8 = 0xA;
+
+/// An Engine.IO packet as one WebSocket data frame (text or binary).
+fn encode_data(dst: &mut BytesMut, frame: &Frame) {
+    match frame {
+        Frame::Text(t) => encode_frame(dst, OP_TEXT, t.as_bytes()),
+        Frame::Binary(b) => encode_frame(dst, OP_BINARY, b),
+    }
+}
+
+/// A final, unmasked (server-to-client) WebSocket frame (RFC 6455 section 5.2).
+fn encode_frame(dst: &mut BytesMut, opcode: u8, payload: &[u8]) {
+    let len = payload.len();
+    dst.reserve(len + 10);
+    dst.put_u8(0x80 | opcode);
+    if len < 126 {
+        dst.put_u8(len as u8);
+    } else if len <= usize::from(u16::MAX) {
+        dst.put_u8(126);
+        dst.put_u16(len as u16);
+    } else {
+        dst.put_u8(127);
+        dst.put_u64(len as u64);
+    }
+    dst.extend_from_slice(payload);
+}
+
+/// Inside actix-web: the 101 response's streaming body.
 impl futures_util::Stream for Outbound {
     type Item = Result<Bytes, Infallible>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
-        }
-        let (control, finish) = {
-            let mut state = this.link.state.lock();
-            match &mut state.writer {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                slot => *slot = Some(cx.waker().clone()),
-            }
-            if this.queue.is_none() {
-                this.queue = state.queue.take();
-            }
-            (std::mem::take(&mut state.control), state.finish)
-        };
-        for c in control {
-            match c {
-                Control::Packet(frame) => this.encode_packet(frame),
-                Control::Pong(p) => this.encode(ws::Message::Pong(p)),
-            }
-        }
-        let mut drained = true;
-        if finish != Some(Finish::Now)
-            && let Some(mut queue) = this.queue.take()
-        {
-            while this.buf.len() < MAX_CHUNK {
-                match queue.poll_recv(cx) {
-                    Poll::Ready(frame) => this.encode_packet(frame),
-                    Poll::Pending => break,
-                }
-            }
-            drained = this.buf.len() < MAX_CHUNK;
-            this.queue = Some(queue);
-        }
-        if finish.is_some() && drained {
-            this.encode(ws::Message::Close(None));
-            this.done = true;
-        }
-        if !this.buf.is_empty() {
+        let mut buf = std::mem::take(&mut this.buf);
+        let encoded = this.encode_ready(cx, &mut buf);
+        if !buf.is_empty() {
             // Taken whole: an idle connection keeps no write buffer either.
-            Poll::Ready(Some(Ok(std::mem::take(&mut this.buf).freeze())))
-        } else if this.done {
+            Poll::Ready(Some(Ok(buf.freeze())))
+        } else if encoded == Encoded::Last {
             Poll::Ready(None)
         } else {
             Poll::Pending
@@ -386,12 +523,68 @@ pub(crate) const LINGER: Duration = Duration::from_secs(1);
 /// Bytes read per system call on a connection of its own.
 pub(crate) const READ_SIZE: usize = 4096;
 
-/// Writes every chunk the outbound side produces, until it ends or the
-/// client is gone.
-pub(crate) async fn write_loop(out: &mut Outbound, io: &TcpStream) {
-    while let Some(Ok(chunk)) = out.next().await {
-        if write_all(io, &chunk).await.is_err() {
-            return;
+/// The wakers of a connection's two sides, each recording that it was woken
+/// before waking the connection's task, so that the task polls only the side
+/// that has something to do.
+pub(crate) struct Sides {
+    pub(crate) read: Arc<Side>,
+    pub(crate) write: Arc<Side>,
+}
+
+impl Sides {
+    /// Both sides start woken: each is polled once to register its interest.
+    pub(crate) fn new() -> Sides {
+        Sides {
+            read: Arc::new(Side::default()),
+            write: Arc::new(Side::default()),
+        }
+    }
+
+    /// The task's own waker, which both sides wake.
+    pub(crate) fn register(&self, waker: &Waker) {
+        self.read.register(waker);
+        self.write.register(waker);
+    }
+}
+
+pub(crate) struct Side {
+    woken: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Default for Side {
+    fn default() -> Side {
+        Side {
+            woken: AtomicBool::new(true),
+            task: Mutex::new(None),
+        }
+    }
+}
+
+impl Side {
+    fn register(&self, waker: &Waker) {
+        let mut task = self.task.lock();
+        match &mut *task {
+            Some(w) if w.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+    }
+
+    /// Whether this side was woken since the last call.
+    pub(crate) fn take(&self) -> bool {
+        self.woken.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl std::task::Wake for Side {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        if let Some(w) = &*self.task.lock() {
+            w.wake_by_ref();
         }
     }
 }
@@ -444,4 +637,47 @@ pub(crate) async fn close_gracefully(mut io: TcpStream) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_util::codec::Encoder;
+
+    /// The hand-written frame encoder writes exactly what actix-http's codec
+    /// (the one the reading side decodes with) writes, at every length boundary.
+    #[test]
+    fn frames_match_the_codec() {
+        for len in [0, 1, 125, 126, 127, 65_535, 65_536, 70_000] {
+            let text = "x".repeat(len);
+            let bin = Bytes::from(vec![7u8; len]);
+            for (ours, theirs) in [
+                (
+                    Frame::Text(ByteString::from(text.clone())),
+                    ws::Message::Text(ByteString::from(text.clone())),
+                ),
+                (Frame::Binary(bin.clone()), ws::Message::Binary(bin.clone())),
+            ] {
+                let mut a = BytesMut::new();
+                encode_data(&mut a, &ours);
+                let mut b = BytesMut::new();
+                Codec::new().encode(theirs, &mut b).unwrap();
+                assert_eq!(a, b, "length {len}");
+            }
+            let mut a = BytesMut::new();
+            encode_frame(&mut a, OP_PONG, &bin);
+            let mut b = BytesMut::new();
+            Codec::new()
+                .encode(ws::Message::Pong(bin.clone()), &mut b)
+                .unwrap();
+            assert_eq!(a, b, "pong of length {len}");
+        }
+        let mut a = BytesMut::new();
+        encode_frame(&mut a, OP_CLOSE, &[]);
+        let mut b = BytesMut::new();
+        Codec::new()
+            .encode(ws::Message::Close(None), &mut b)
+            .unwrap();
+        assert_eq!(a, b, "close");
+    }
 }

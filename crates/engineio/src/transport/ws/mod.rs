@@ -32,7 +32,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 
 use actix_http::RequestHead;
 use actix_http::body::{BodyStream, MessageBody};
@@ -45,7 +45,7 @@ mod io;
 #[doc(hidden)]
 pub mod replay;
 
-use io::{Control, DRAIN_TIMEOUT, Finish, Incoming, Link, Outbound, Reader, Source, write_loop};
+use io::{Control, DRAIN_TIMEOUT, Finish, Incoming, Link, Outbound, Reader, Sides, Source};
 pub(crate) use io::{close_gracefully, write_all};
 
 use super::super::packet::{Frame, Packet};
@@ -186,26 +186,46 @@ impl Accepted {
                     None => std::future::pending().await,
                 }
             };
-            let writing = write_loop(&mut out, &io);
             let mut reading = std::pin::pin!(reading);
-            let mut writing = std::pin::pin!(writing);
+            // The two sides are woken separately: a frame queued for this client
+            // runs the writer only, not the reader as well (and vice versa).
+            let sides = Sides::new();
+            let (read_waker, write_waker) = (
+                Waker::from(sides.read.clone()),
+                Waker::from(sides.write.clone()),
+            );
             // The connection lasts as long as the writing side: reading ends by
             // telling the writer how to finish (drain, then a close frame).
             let mut read_done = false;
             let finished = std::future::poll_fn(|cx| {
-                if !read_done && reading.as_mut().poll(cx).is_ready() {
+                sides.register(cx.waker());
+                if !read_done
+                    && sides.read.take()
+                    && reading
+                        .as_mut()
+                        .poll(&mut Context::from_waker(&read_waker))
+                        .is_ready()
+                {
                     read_done = true;
                 }
-                match writing.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(true),
-                    Poll::Pending if read_done => Poll::Ready(false),
-                    Poll::Pending => Poll::Pending,
+                if sides.write.take()
+                    && out
+                        .poll_write(&mut Context::from_waker(&write_waker), &io)
+                        .is_ready()
+                {
+                    return Poll::Ready(true);
+                }
+                if read_done {
+                    Poll::Ready(false)
+                } else {
+                    Poll::Pending
                 }
             })
             .await;
             if !finished {
                 // Reading is over; the writer gets a bounded time to drain to a
                 // client that may no longer read.
+                let writing = std::future::poll_fn(|cx| out.poll_write(cx, &io));
                 let _ = tokio::time::timeout(DRAIN_TIMEOUT, writing).await;
             }
         }
@@ -316,6 +336,15 @@ async fn probe<S: Source>(
     }
 }
 
+/// Packets one connection's reader hands to the engine before it lets other
+/// tasks run. Each may be a broadcast that queues a frame for every recipient:
+/// BURST bounds what one turn of one sender adds to any queue (far below
+/// `--outbound-queue`), while the frames of up to BURST broadcasts reach each
+/// recipient's writer together and leave in one write (see docs/performance.md,
+/// issue 15). A client sending slowly is not held back: its packets are handled
+/// as they come, and a yield every BURST of them costs it nothing it would notice.
+pub(crate) const BURST: usize = 16;
+
 /// Reads the client's frames until the session or the connection ends, then
 /// tells the writer how to finish.
 async fn read_loop<S: Source>(
@@ -325,6 +354,7 @@ async fn read_loop<S: Source>(
     mut reader: Reader<S>,
 ) {
     let closed = session.closed().clone();
+    let mut handled = 0;
     loop {
         let incoming = tokio::select! {
             biased;
@@ -370,10 +400,15 @@ async fn read_loop<S: Source>(
         if engine.on_packet(&session, packet).is_err() {
             break;
         }
-        // One packet per turn: a client sending a burst must not keep the
-        // writers of the connections it broadcasts to from running (their
-        // queues are bounded, and a full queue closes its session).
-        tokio::task::yield_now().await;
+        // At most BURST packets per turn: a client sending a burst must not keep
+        // the writers of the connections it broadcasts to from running (their
+        // queues are bounded, and a full queue closes its session), yet frames
+        // may pile up a little so that each writer sends them in one system call.
+        handled += 1;
+        if handled == BURST {
+            handled = 0;
+            tokio::task::yield_now().await;
+        }
     }
     // Unless the client is gone, it still gets what is queued (e.g. a
     // disconnect and the close packet) before the close frame.
