@@ -295,7 +295,11 @@ mod tests {
             reader_cpu: None,
         })
         .unwrap();
-        assert_eq!(r.bytes_received, 20 * 5 * 134, "130 bytes after a 4-byte header");
+        assert_eq!(
+            r.bytes_received,
+            20 * 5 * 134,
+            "130 bytes after a 4-byte header"
+        );
         assert_eq!(r.broadcasts, 5);
     }
 }
