@@ -22,6 +22,7 @@ use smallvec::SmallVec;
 
 use super::Sid;
 use super::adapter::{Adapter, SocketInfo};
+use super::socket::handshake_json;
 use super::broadcast::{BroadcastOperator, BroadcastOptions, BroadcastPacket};
 use super::packet::{self, PacketType};
 use super::recovery::{Failure, LoggedEvent, MemoryLog, Offset, Recovery};
@@ -608,6 +609,8 @@ impl Namespace {
                 id: s.id().clone(),
                 rooms: s.rooms(),
                 auth: s.auth().clone(),
+                handshake: handshake_json(s.handshake()),
+                data: s.peer_data(),
             })
             .collect()
     }
