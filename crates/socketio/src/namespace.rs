@@ -22,11 +22,11 @@ use smallvec::SmallVec;
 
 use super::Sid;
 use super::adapter::{Adapter, SocketInfo};
-use super::socket::handshake_json;
 use super::broadcast::{BroadcastOperator, BroadcastOptions, BroadcastPacket};
 use super::packet::{self, PacketType};
 use super::recovery::{Failure, LoggedEvent, MemoryLog, Offset, Recovery};
 use super::rooms::{Room, RoomIndex};
+use super::socket::handshake_json;
 use super::socket::{DisconnectReason, Event, Socket};
 use crate::admin::observer::SocketObserver;
 use crate::metrics::SocketMetrics;

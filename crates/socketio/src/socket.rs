@@ -124,17 +124,19 @@ const REDACTED_HEADERS: [&str; 2] = ["cookie", "authorization"];
 /// socket.io's `socket.handshake` without `auth`, as a `fetchSockets()` answer carries it:
 /// `{headers, time, address, xdomain, secure, issued, url, query}` from the Engine.IO
 /// handshake request (`time` as JSON encodes a `Date`; `address` the peer's; the credential
-/// headers `[redacted]`). Without a handshake (a socket made in a test) the same keys, empty.
+/// headers `[redacted]`). Without a handshake (the engine keeps them only for the admin UI,
+/// [`hubbub_engineio::Engine::keep_handshakes`]) the same keys with empty values of the
+/// same types, so that a Node peer's code reading them does not break.
 pub fn handshake_json(h: Option<&Handshake>) -> Value {
     let Some(h) = h else {
         return serde_json::json!({
             "headers": {},
             "time": crate::admin::protocol::iso_timestamp(std::time::UNIX_EPOCH),
-            "address": Value::Null,
+            "address": "",
             "xdomain": false,
             "secure": false,
             "issued": 0,
-            "url": Value::Null,
+            "url": "",
             "query": {},
         });
     };

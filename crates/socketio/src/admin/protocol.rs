@@ -436,7 +436,10 @@ mod tests {
             origin: None,
         };
         let node = crate::socket::handshake_json(Some(&h));
-        assert_eq!(node["address"], "10.0.0.1", "socket.handshake keeps the peer");
+        assert_eq!(
+            node["address"], "10.0.0.1",
+            "socket.handshake keeps the peer"
+        );
         assert_eq!(node["headers"]["cookie"], "[redacted]");
         assert_eq!(node["headers"]["authorization"], "[redacted]");
         let v = serialized_handshake(&node);
@@ -480,6 +483,10 @@ mod tests {
         // A node that sends no handshake: the same keys, empty.
         let empty = serialized_handshake(&Value::Null);
         assert_eq!(empty["address"], Value::Null);
+        assert_eq!(
+            serialized_handshake(&crate::socket::handshake_json(None))["address"],
+            ""
+        );
         assert_eq!(empty["headers"], json!({}));
         assert_eq!(empty["issued"], 0);
     }
