@@ -438,7 +438,10 @@ pub struct ExternalRedisSpec {
 
     /// Mode `sentinel`: the Sentinels, each `host:port` (e.g. `redis-sentinel:26379`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 16), inner(regex(pattern = r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$")))]
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(regex(pattern = r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$"))
+    )]
     pub sentinels: Option<Vec<String>>,
 
     /// Mode `sentinel`: the master's name in the Sentinels' configuration
@@ -450,7 +453,10 @@ pub struct ExternalRedisSpec {
     /// Mode `cluster`: seed nodes of the Redis Cluster, each `host:port`; the server learns
     /// the other nodes from them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 16), inner(regex(pattern = r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$")))]
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(regex(pattern = r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$"))
+    )]
     pub nodes: Option<Vec<String>>,
 
     /// The Secret key holding the password of the Redis data nodes (`HUBBUB_REDIS_PASSWORD`).

@@ -644,10 +644,9 @@ async fn an_external_redis_gets_no_redis_of_ours_and_its_condition_is_unknown() 
     assert_eq!(redis["status"], json!("Unknown"));
     assert_eq!(redis["reason"], json!("External"));
     assert!(
-        redis["message"]
-            .as_str()
-            .expect("message")
-            .starts_with("external Redis (sentinel, master mymaster) is not watched by the operator"),
+        redis["message"].as_str().expect("message").starts_with(
+            "external Redis (sentinel, master mymaster) is not watched by the operator"
+        ),
         "{redis}"
     );
     // Ready follows the chat server, whose /readyz fails while it cannot reach Redis
@@ -680,7 +679,8 @@ async fn moving_to_an_external_redis_deletes_the_bundled_one_and_says_so() {
 
     fake.clear_calls();
     let status = status_of(&fake);
-    let cluster = json!({"redis": {"external": {"mode": "cluster", "nodes": ["redis-0.redis:6379"]}}});
+    let cluster =
+        json!({"redis": {"external": {"mode": "cluster", "nodes": ["redis-0.redis:6379"]}}});
     reconciler::reconcile(room(&fake, cluster, 2, Some(status)), ctx)
         .await
         .expect("external");
@@ -723,7 +723,10 @@ async fn moving_to_an_external_redis_deletes_the_bundled_one_and_says_so() {
         .find(|c| c.path == DEPLOY)
         .expect("deploy");
     let env = env_of(&deploy.body);
-    assert_eq!(env["HUBBUB_REDIS_CLUSTER_NODES"], json!("redis-0.redis:6379"));
+    assert_eq!(
+        env["HUBBUB_REDIS_CLUSTER_NODES"],
+        json!("redis-0.redis:6379")
+    );
     assert!(!env.contains_key("HUBBUB_REDIS_URL"), "{env:?}");
 }
 

@@ -37,7 +37,9 @@ pub enum ExternalRedisError {
     #[error("url must start with redis:// or rediss://")]
     UrlScheme,
     /// The URL carries a user or password.
-    #[error("url must not carry credentials: put the password in a Secret and name it in passwordSecretRef")]
+    #[error(
+        "url must not carry credentials: put the password in a Secret and name it in passwordSecretRef"
+    )]
     UrlCredentials,
     /// A Sentinel or node address that is not `host:port`.
     #[error("{field}: {value:?} is not host:port")]
@@ -106,10 +108,7 @@ pub fn validate(redis: &RedisSpec) -> Result<(), ExternalRedisError> {
             return Err(ExternalRedisError::Missing { mode, field });
         }
     }
-    if let Some((field, _)) = present
-        .iter()
-        .find(|(f, set)| *set && !allowed.contains(f))
-    {
+    if let Some((field, _)) = present.iter().find(|(f, set)| *set && !allowed.contains(f)) {
         return Err(ExternalRedisError::NotForMode { mode, field });
     }
     if ext.mode == ExternalRedisMode::Standalone && ext.tls.is_some_and(|tls| tls) {
@@ -290,7 +289,10 @@ mod tests {
             "tls": true
         }}}))
         .expect("build");
-        assert!(c.redis.is_none() && c.redis_service.is_none(), "no Redis of our own");
+        assert!(
+            c.redis.is_none() && c.redis_service.is_none(),
+            "no Redis of our own"
+        );
         assert_eq!(
             redis_env(&c),
             BTreeMap::from([
@@ -298,8 +300,14 @@ mod tests {
                     "HUBBUB_REDIS_SENTINELS".to_string(),
                     json!("s-0.sentinel:26379,s-1.sentinel:26379,s-2.sentinel:26379")
                 ),
-                ("HUBBUB_REDIS_SENTINEL_MASTER".to_string(), json!("mymaster")),
-                ("HUBBUB_REDIS_PASSWORD".to_string(), secret("auth", "password")),
+                (
+                    "HUBBUB_REDIS_SENTINEL_MASTER".to_string(),
+                    json!("mymaster")
+                ),
+                (
+                    "HUBBUB_REDIS_PASSWORD".to_string(),
+                    secret("auth", "password")
+                ),
                 (
                     "HUBBUB_REDIS_SENTINEL_PASSWORD".to_string(),
                     secret("auth", "sentinel-password")

@@ -45,8 +45,8 @@ mod extras;
 mod redis;
 mod server;
 
-pub use external::{ExternalRedisError, describe as describe_external_redis};
 use external::*;
+pub use external::{ExternalRedisError, describe as describe_external_redis};
 use extras::*;
 pub use extras::{cookie_affinity_annotations, default_ingress_annotations};
 use redis::*;
