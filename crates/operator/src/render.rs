@@ -50,8 +50,12 @@ pub fn children_yaml(children: &Children) -> Result<String, serde_yaml_ng::Error
         out.push_str("---\n");
         out.push_str(&doc);
     };
-    push(serde_yaml_ng::to_string(&children.redis_service)?);
-    push(serde_yaml_ng::to_string(&children.redis)?);
+    if let Some(service) = &children.redis_service {
+        push(serde_yaml_ng::to_string(service)?);
+    }
+    if let Some(redis) = &children.redis {
+        push(serde_yaml_ng::to_string(redis)?);
+    }
     push(serde_yaml_ng::to_string(&children.service)?);
     push(serde_yaml_ng::to_string(&children.deployment)?);
     if let Some(pdb) = &children.pdb {

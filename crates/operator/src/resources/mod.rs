@@ -40,10 +40,13 @@ use sha2::{Digest, Sha256};
 
 use crate::crd::{ChatRoom, SessionAffinity};
 
+mod external;
 mod extras;
 mod redis;
 mod server;
 
+use external::*;
+pub use external::{ExternalRedisError, describe as describe_external_redis};
 use extras::*;
 pub use extras::{cookie_affinity_annotations, default_ingress_annotations};
 use redis::*;
@@ -79,6 +82,11 @@ pub const MANAGED_ENV: &[&str] = &[
     "HUBBUB_BIND",
     "HUBBUB_REDIS_URL",
     "HUBBUB_REDIS_PASSWORD",
+    "HUBBUB_REDIS_SENTINELS",
+    "HUBBUB_REDIS_SENTINEL_MASTER",
+    "HUBBUB_REDIS_SENTINEL_PASSWORD",
+    "HUBBUB_REDIS_CLUSTER_NODES",
+    "HUBBUB_REDIS_TLS",
     "HUBBUB_ADVERTISE_IP",
     "HUBBUB_AMQP_URL",
     "HUBBUB_AMQP_PREFIX",
@@ -149,6 +157,9 @@ pub enum BuildError {
     /// The ChatRoom has no namespace (never true for objects read from the API server).
     #[error("the chatroom has no namespace")]
     NoNamespace,
+    /// `spec.redis.external` is incomplete, mixes modes or sits beside the bundled Redis.
+    #[error("spec.redis.external: {0}")]
+    ExternalRedis(#[from] ExternalRedisError),
 }
 
 impl BuildError {
@@ -160,6 +171,7 @@ impl BuildError {
             BuildError::AutoscalingNeedsCpuRequest => "AutoscalingNeedsCpuRequest",
             BuildError::ManagedEnvSetting(_) => "ManagedEnvSetting",
             BuildError::NoNamespace => "NoNamespace",
+            BuildError::ExternalRedis(e) => e.reason(),
         }
     }
 }
@@ -167,10 +179,10 @@ impl BuildError {
 /// Every object one ChatRoom becomes, in the order they are applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Children {
-    /// Headless Service `<room>-redis`.
-    pub redis_service: Service,
-    /// StatefulSet `<room>-redis`.
-    pub redis: StatefulSet,
+    /// Headless Service `<room>-redis`; none with `spec.redis.external`.
+    pub redis_service: Option<Service>,
+    /// StatefulSet `<room>-redis`; none with `spec.redis.external`.
+    pub redis: Option<StatefulSet>,
     /// Service `<room>`.
     pub service: Service,
     /// Deployment `<room>`.
@@ -286,6 +298,7 @@ pub fn build(room: &ChatRoom, images: &Images) -> Result<Children, BuildError> {
     {
         return Err(BuildError::ManagedEnvSetting(env.name.clone()));
     }
+    external::validate(&room.spec.redis)?;
     let server_resources = room
         .spec
         .resources
@@ -300,9 +313,10 @@ pub fn build(room: &ChatRoom, images: &Images) -> Result<Children, BuildError> {
         return Err(BuildError::AutoscalingNeedsCpuRequest);
     }
 
+    let bundled = room.spec.redis.external.is_none();
     Ok(Children {
-        redis_service: redis_service(room),
-        redis: redis_statefulset(room, images),
+        redis_service: bundled.then(|| redis_service(room)),
+        redis: bundled.then(|| redis_statefulset(room, images)),
         service: server_service(room),
         deployment: server_deployment(room, images, server_resources),
         pdb: (min_server_replicas(room) > 1).then(|| pdb(room)),
