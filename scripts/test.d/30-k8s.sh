@@ -64,7 +64,7 @@ grep -q 'spec.redis.external: nodes: "redis-1.redis:99999" is not host:port' "$w
 echo "ok    render refuses tests/k8s/valid/redis-external-port-out-of-range.yaml: $(cat "$work/badport.err")"
 
 echo "==> an external Redis: no Redis of the operator's own, passwords only as secretKeyRef"
-for room in k8s/examples/chatroom-redis-*.yaml; do
+for room in k8s/examples/chatroom-redis-{external,sentinel,cluster}.yaml; do
   out="$work/rendered-$(basename "$room")"
   if grep -q '^kind: StatefulSet' "$out"; then
     echo "error: $room rendered a Redis StatefulSet although its Redis is external" >&2; exit 1
@@ -76,6 +76,28 @@ for room in k8s/examples/chatroom-redis-*.yaml; do
   fi
   echo "ok    $room: no Redis StatefulSet, HUBBUB_REDIS_PASSWORD from a secretKeyRef"
 done
+
+echo "==> the Sentinel-managed Redis: its start-up scripts pass shellcheck"
+ensure_apt shellcheck shellcheck
+mkdir -p "$work/scripts"
+tests/k8s/.venv/bin/python - "$work/rendered-chatroom-ha-redis.yaml" "$work/scripts" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+found = 0
+for d in docs:
+    if d["kind"] != "StatefulSet":
+        continue
+    for c in d["spec"]["template"]["spec"]["containers"]:
+        cmd = c.get("command") or []
+        if cmd[:2] == ["sh", "-c"]:
+            with open(f"{sys.argv[2]}/{d['metadata']['name']}.sh", "w") as f:
+                f.write("#!/bin/sh\n" + cmd[2])
+            found += 1
+if found != 2:
+    sys.exit(f"expected the data and the Sentinel start-up scripts, found {found}")
+PY
+shellcheck -s sh "$work"/scripts/*.sh
+echo "ok    $(cd "$work/scripts" && echo *.sh) pass shellcheck"
 
 echo "==> validating against Kubernetes $K8S_VERSION schemas and the ChatRoom CRD"
 tests/k8s/.venv/bin/python tests/k8s/validate.py \

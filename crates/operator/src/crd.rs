@@ -341,8 +341,8 @@ pub struct EnvSetting {
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "!has(self.external) || !(has(self.image) || has(self.resources) || has(self.storage) || has(self.existingSecret))",
-    "message": "external cannot be combined with image, resources, storage or existingSecret, which configure the bundled Redis"
+    "rule": "!has(self.external) || !(has(self.image) || has(self.resources) || has(self.storage) || has(self.existingSecret) || has(self.sentinel))",
+    "message": "external cannot be combined with image, resources, storage, existingSecret or sentinel, which configure the bundled Redis"
 }]))]
 pub struct RedisSpec {
     /// Redis container image. Default: the operator's `--redis-image` (`redis:7.2`).
@@ -372,6 +372,47 @@ pub struct RedisSpec {
     /// `resources`, `storage` or `existingSecret`, which configure the bundled Redis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalRedisSpec>,
+
+    /// A Sentinel-managed Redis instead of the single pod: `replicas` data pods (one master,
+    /// the others its replicas) and `sentinels` Sentinels that promote a replica when the
+    /// master fails; the chat server follows them. `image`, `resources`, `storage` and
+    /// `existingSecret` apply to the data pods. Absent: one Redis pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel: Option<RedisSentinelSpec>,
+}
+
+/// The Sentinel-managed Redis the operator deploys.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSentinelSpec {
+    /// Redis data pods, one master and the rest replicas (2..=7, default 3).
+    #[serde(default = "default_three")]
+    #[schemars(range(min = 2, max = 7))]
+    pub replicas: i32,
+
+    /// Sentinels (3..=7, default 3); a majority of them must agree before a failover.
+    #[serde(default = "default_three")]
+    #[schemars(range(min = 3, max = 7))]
+    pub sentinels: i32,
+
+    /// Milliseconds a master may stay silent before the Sentinels consider it down
+    /// (1000..=60000, default 5000); the failover timeout is six times this.
+    #[serde(default = "default_down_after")]
+    #[schemars(range(min = 1000, max = 60000))]
+    pub down_after_milliseconds: i32,
+
+    /// Compute resources of each Sentinel container. Default: requests 20m CPU and 32Mi
+    /// memory, limit 64Mi memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+fn default_three() -> i32 {
+    3
+}
+
+fn default_down_after() -> i32 {
+    5000
 }
 
 /// How the chat server reaches an existing Redis: `standalone` (one URL), `sentinel` (the
@@ -678,8 +719,8 @@ pub struct ChatRoomStatus {
     pub endpoint: Option<String>,
 
     /// `Ready` (everything available), `ServerAvailable` (the Deployment) and
-    /// `RedisAvailable` (the StatefulSet; `Unknown` with an external Redis, which the
-    /// operator does not watch).
+    /// `RedisAvailable` (the StatefulSet, with Sentinels also a quorum of them; `Unknown`
+    /// with an external Redis, which the operator does not watch).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

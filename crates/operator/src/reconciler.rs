@@ -219,7 +219,9 @@ async fn apply_room(room: &ChatRoom, ctx: &Context) -> Result<Action, Error> {
     let name = room.name_any();
     let client = &ctx.client;
 
-    let mut removed = Vec::new();
+    // (kind, name, Event action): the recorder folds Events with the same action into one
+    // series, so each kind of removal has its own action
+    let mut removed: Vec<(&str, String, &str)> = Vec::new();
     let redis: Option<StatefulSet> = match (&children.redis_service, &children.redis) {
         (Some(service), Some(statefulset)) => {
             apply(client, &ns, service).await?;
@@ -230,14 +232,55 @@ async fn apply_room(room: &ChatRoom, ctx: &Context) -> Result<Action, Error> {
             // spec.redis.storage stays, as StatefulSet claims always do)
             let redis_name = resources::redis_name(&name);
             if delete_owned::<StatefulSet>(client, &ns, &redis_name, room).await? {
-                removed.push(("StatefulSet", redis_name.clone()));
+                removed.push(("StatefulSet", redis_name.clone(), "DeleteRedisStatefulSet"));
             }
             if delete_owned::<Service>(client, &ns, &redis_name, room).await? {
-                removed.push(("Service", redis_name));
+                removed.push(("Service", redis_name, "DeleteRedisService"));
             }
             None
         }
     };
+    let sentinel: Option<StatefulSet> = match (&children.sentinel_service, &children.sentinel) {
+        (Some(service), Some(statefulset)) => {
+            apply(client, &ns, service).await?;
+            Some(apply(client, &ns, statefulset).await?)
+        }
+        _ => {
+            let sentinel_name = resources::sentinel_name(&name);
+            if delete_owned::<StatefulSet>(client, &ns, &sentinel_name, room).await? {
+                removed.push((
+                    "StatefulSet",
+                    sentinel_name.clone(),
+                    "DeleteSentinelStatefulSet",
+                ));
+            }
+            if delete_owned::<Service>(client, &ns, &sentinel_name, room).await? {
+                removed.push(("Service", sentinel_name, "DeleteSentinelService"));
+            }
+            None
+        }
+    };
+    for (pdb, pdb_name, action) in [
+        (
+            &children.redis_pdb,
+            resources::redis_name(&name),
+            "DeleteRedisPodDisruptionBudget",
+        ),
+        (
+            &children.sentinel_pdb,
+            resources::sentinel_name(&name),
+            "DeleteSentinelPodDisruptionBudget",
+        ),
+    ] {
+        match pdb {
+            Some(pdb) => drop(apply(client, &ns, pdb).await?),
+            None => {
+                if delete_owned::<PodDisruptionBudget>(client, &ns, &pdb_name, room).await? {
+                    removed.push(("PodDisruptionBudget", pdb_name, action));
+                }
+            }
+        }
+    }
     apply(client, &ns, &children.service).await?;
     let deployment: Deployment = apply(client, &ns, &children.deployment).await?;
 
@@ -245,7 +288,11 @@ async fn apply_room(room: &ChatRoom, ctx: &Context) -> Result<Action, Error> {
         Some(pdb) => drop(apply(client, &ns, pdb).await?),
         None => {
             if delete_owned::<PodDisruptionBudget>(client, &ns, &name, room).await? {
-                removed.push(("PodDisruptionBudget", name.clone()));
+                removed.push((
+                    "PodDisruptionBudget",
+                    name.clone(),
+                    "DeletePodDisruptionBudget",
+                ));
             }
         }
     }
@@ -253,7 +300,7 @@ async fn apply_room(room: &ChatRoom, ctx: &Context) -> Result<Action, Error> {
         Some(ingress) => drop(apply(client, &ns, ingress).await?),
         None => {
             if delete_owned::<Ingress>(client, &ns, &name, room).await? {
-                removed.push(("Ingress", name.clone()));
+                removed.push(("Ingress", name.clone(), "DeleteIngress"));
             }
         }
     }
@@ -261,12 +308,22 @@ async fn apply_room(room: &ChatRoom, ctx: &Context) -> Result<Action, Error> {
         Some(hpa) => drop(apply(client, &ns, hpa).await?),
         None => {
             if delete_owned::<HorizontalPodAutoscaler>(client, &ns, &name, room).await? {
-                removed.push(("HorizontalPodAutoscaler", name.clone()));
+                removed.push((
+                    "HorizontalPodAutoscaler",
+                    name.clone(),
+                    "DeleteHorizontalPodAutoscaler",
+                ));
             }
         }
     }
 
-    let status = compute_status(room, &deployment, redis.as_ref(), Timestamp::now());
+    let status = compute_status(
+        room,
+        &deployment,
+        redis.as_ref(),
+        sentinel.as_ref(),
+        Timestamp::now(),
+    );
     let ready = condition_is_true(&status, READY);
     patch_status(client, room, &status).await?;
 
@@ -294,13 +351,13 @@ async fn apply_room(room: &ChatRoom, ctx: &Context) -> Result<Action, Error> {
     if let Some((reason, note)) = event {
         publish(ctx, room, EventType::Normal, reason, "Reconcile", note).await;
     }
-    for (kind, object) in removed {
+    for (kind, object, action) in removed {
         publish(
             ctx,
             room,
             EventType::Normal,
             "Deleted",
-            &format!("Delete{kind}"),
+            action,
             format!("deleted {kind} {object}: the spec no longer asks for it"),
         )
         .await;
@@ -440,7 +497,8 @@ pub fn set_condition_status(
 }
 
 /// The status of `room` given its Deployment and Redis StatefulSet as the API server
-/// returned them (no StatefulSet: the room uses an external Redis). Pure.
+/// returned them (no StatefulSet: the room uses an external Redis), and the Sentinels'
+/// StatefulSet with `spec.redis.sentinel`. Pure.
 ///
 /// An external Redis is not watched by the operator: `RedisAvailable` is `Unknown` (reason
 /// `External`) and `Ready` follows the chat server alone, whose readiness probe (`/readyz`)
@@ -449,6 +507,7 @@ pub fn compute_status(
     room: &ChatRoom,
     deployment: &Deployment,
     redis: Option<&StatefulSet>,
+    sentinel: Option<&StatefulSet>,
     now: Timestamp,
 ) -> ChatRoomStatus {
     let generation = room.metadata.generation;
@@ -476,13 +535,27 @@ pub fn compute_status(
     let external = room.spec.redis.external.as_ref();
     let rs = redis.and_then(|r| r.status.clone()).unwrap_or_default();
     let redis_ready = rs.ready_replicas.unwrap_or(0);
-    let redis_ok = external.is_some() || redis_ready >= 1;
-    let redis_msg = match external {
-        Some(ext) => format!(
+    let sentinel_spec = room.spec.redis.sentinel.as_ref();
+    let sentinels_ready = sentinel
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    // with Sentinels: a master (some data pod) and enough Sentinels to fail over
+    let redis_ok = external.is_some()
+        || (redis_ready >= 1
+            && sentinel_spec.is_none_or(|s| sentinels_ready >= resources::quorum(s)));
+    let redis_msg = match (external, sentinel_spec) {
+        (Some(ext), _) => format!(
             "{} is not watched by the operator; the chat server pods are ready only while they reach it",
             resources::describe_external_redis(ext)
         ),
-        None => format!("{redis_ready}/1 redis pods ready"),
+        (None, Some(s)) => format!(
+            "{redis_ready}/{} redis pods and {sentinels_ready}/{} sentinels ready (a failover needs {})",
+            s.replicas,
+            s.sentinels,
+            resources::quorum(s)
+        ),
+        (None, None) => format!("{redis_ready}/1 redis pods ready"),
     };
 
     set_condition(
@@ -596,7 +669,7 @@ mod tests {
     #[test]
     fn ready_only_when_server_fully_available_and_redis_ready() {
         let now = Timestamp::UNIX_EPOCH;
-        let s = compute_status(&room(), &deployment(2, 2, 7), Some(&redis(1)), now);
+        let s = compute_status(&room(), &deployment(2, 2, 7), Some(&redis(1)), None, now);
         assert_eq!(cond(&s, READY).status, "True");
         assert_eq!(s.replicas, 2);
         assert_eq!(s.ready_replicas, 2);
@@ -612,7 +685,7 @@ mod tests {
             Some("http://lobby.chat.svc.cluster.local")
         );
 
-        let s = compute_status(&room(), &deployment(2, 1, 7), Some(&redis(1)), now);
+        let s = compute_status(&room(), &deployment(2, 1, 7), Some(&redis(1)), None, now);
         assert_eq!(cond(&s, READY).status, "False");
         assert_eq!(cond(&s, READY).reason, "ServerUnavailable");
         assert_eq!(
@@ -620,12 +693,12 @@ mod tests {
             "1/2 chat server pods available, 2 up to date"
         );
 
-        let s = compute_status(&room(), &deployment(2, 2, 7), Some(&redis(0)), now);
+        let s = compute_status(&room(), &deployment(2, 2, 7), Some(&redis(0)), None, now);
         assert_eq!(cond(&s, READY).reason, "RedisUnavailable");
         assert_eq!(cond(&s, REDIS_AVAILABLE).status, "False");
 
         // the Deployment controller has not seen the newest generation yet
-        let s = compute_status(&room(), &deployment(2, 2, 6), Some(&redis(1)), now);
+        let s = compute_status(&room(), &deployment(2, 2, 6), Some(&redis(1)), None, now);
         assert_eq!(cond(&s, SERVER_AVAILABLE).status, "False");
     }
 

@@ -185,6 +185,10 @@ const PDB: &str = "/apis/policy/v1/namespaces/chat/poddisruptionbudgets/lobby";
 const INGRESS: &str = "/apis/networking.k8s.io/v1/namespaces/chat/ingresses/lobby";
 const HPA: &str = "/apis/autoscaling/v2/namespaces/chat/horizontalpodautoscalers/lobby";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/chat/events";
+const SENTINEL_SVC: &str = "/api/v1/namespaces/chat/services/lobby-sentinel";
+const SENTINEL_STS: &str = "/apis/apps/v1/namespaces/chat/statefulsets/lobby-sentinel";
+const REDIS_PDB: &str = "/apis/policy/v1/namespaces/chat/poddisruptionbudgets/lobby-redis";
+const SENTINEL_PDB: &str = "/apis/policy/v1/namespaces/chat/poddisruptionbudgets/lobby-sentinel";
 
 fn room_json(spec: Value, generation: i64, status: Option<Value>) -> Value {
     let mut room = json!({
@@ -271,6 +275,10 @@ async fn create_applies_every_child_then_status_then_a_created_event() {
         [
             p(REDIS_SVC),
             p(REDIS_STS),
+            g(SENTINEL_STS),
+            g(SENTINEL_SVC),
+            g(REDIS_PDB),
+            g(SENTINEL_PDB),
             p(SVC),
             p(DEPLOY),
             p(PDB),
@@ -297,14 +305,20 @@ async fn create_applies_every_child_then_status_then_a_created_event() {
         );
         assert!(query.contains(&"force=true"), "{}", call.query);
     }
-    for call in &calls[..5] {
+    let applied: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.method == Method::PATCH && !c.path.ends_with("/status"))
+        .collect();
+    assert_eq!(applied.len(), 5);
+    for call in applied {
         let owner = &call.body["metadata"]["ownerReferences"][0];
         assert_eq!(owner["uid"], json!(UID), "{}", call.line());
         assert_eq!(owner["controller"], json!(true));
         assert_eq!(owner["kind"], json!("ChatRoom"));
     }
-    assert_eq!(calls[3].body["kind"], json!("Deployment"));
-    assert_eq!(calls[3].body["spec"]["replicas"], json!(2));
+    let deploy = calls.iter().find(|c| c.path == DEPLOY).expect("deploy");
+    assert_eq!(deploy.body["kind"], json!("Deployment"));
+    assert_eq!(deploy.body["spec"]["replicas"], json!(2));
 
     // the fake's Deployment has no status yet: not ready
     let status = status_of(&fake);
@@ -319,7 +333,11 @@ async fn create_applies_every_child_then_status_then_a_created_event() {
         json!("http://lobby.chat.svc.cluster.local")
     );
     assert_eq!(
-        calls[7].body["apiVersion"],
+        calls
+            .iter()
+            .find(|c| c.path.ends_with("/status"))
+            .expect("status")
+            .body["apiVersion"],
         json!("hubbub.dev/v1alpha1"),
         "status is applied as a ChatRoom"
     );
@@ -327,7 +345,7 @@ async fn create_applies_every_child_then_status_then_a_created_event() {
         events(&fake),
         [("Normal".to_string(), "Created".to_string())]
     );
-    let event = &calls[8].body;
+    let event = &calls.iter().find(|c| c.path == EVENTS).expect("event").body;
     assert_eq!(event["regarding"]["uid"], json!(UID));
     assert_eq!(event["reportingController"], json!("hubbub-operator"));
     assert_eq!(event["reportingInstance"], json!("operator-0"));
@@ -407,6 +425,10 @@ async fn removing_ingress_and_autoscaling_deletes_them_and_records_events() {
         [
             p(REDIS_SVC),
             p(REDIS_STS),
+            g(SENTINEL_STS),
+            g(SENTINEL_SVC),
+            g(REDIS_PDB),
+            g(SENTINEL_PDB),
             p(SVC),
             p(DEPLOY),
             p(PDB),
@@ -612,6 +634,10 @@ async fn an_external_redis_gets_no_redis_of_ours_and_its_condition_is_unknown() 
         [
             g(REDIS_STS),
             g(REDIS_SVC),
+            g(SENTINEL_STS),
+            g(SENTINEL_SVC),
+            g(REDIS_PDB),
+            g(SENTINEL_PDB),
             p(SVC),
             p(DEPLOY),
             p(PDB),
@@ -691,6 +717,10 @@ async fn moving_to_an_external_redis_deletes_the_bundled_one_and_says_so() {
             d(REDIS_STS),
             g(REDIS_SVC),
             d(REDIS_SVC),
+            g(SENTINEL_STS),
+            g(SENTINEL_SVC),
+            g(REDIS_PDB),
+            g(SENTINEL_PDB),
             p(SVC),
             p(DEPLOY),
             p(PDB),
@@ -763,6 +793,97 @@ async fn an_invalid_external_redis_is_refused_before_anything_is_applied() {
         assert_eq!(ready["message"], json!(message));
         assert_eq!(events(&fake), [("Warning".to_string(), reason.to_string())]);
     }
+}
+
+#[tokio::test]
+async fn a_sentinel_redis_is_applied_with_its_pdbs_and_ready_with_a_quorum_of_sentinels() {
+    let fake = FakeApi::default();
+    fake.set_status(
+        DEPLOY,
+        json!({"observedGeneration": 1, "replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2}),
+    );
+    fake.set_status(REDIS_STS, json!({"replicas": 3, "readyReplicas": 3}));
+    fake.set_status(SENTINEL_STS, json!({"replicas": 3, "readyReplicas": 1}));
+    let ctx = context(&fake);
+    let spec = json!({"redis": {"sentinel": {}}});
+    reconciler::reconcile(room(&fake, spec.clone(), 1, None), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert_eq!(
+        fake.lines(),
+        [
+            p(REDIS_SVC),
+            p(REDIS_STS),
+            p(SENTINEL_SVC),
+            p(SENTINEL_STS),
+            p(REDIS_PDB),
+            p(SENTINEL_PDB),
+            p(SVC),
+            p(DEPLOY),
+            p(PDB),
+            g(INGRESS),
+            g(HPA),
+            p(&format!("{ROOM}/status")),
+            format!("POST {EVENTS}"),
+        ]
+    );
+    // one Sentinel of three cannot fail over: Redis is not available yet
+    let status = status_of(&fake);
+    let redis = condition(&status, "RedisAvailable");
+    assert_eq!(redis["status"], json!("False"));
+    assert_eq!(
+        redis["message"],
+        json!("3/3 redis pods and 1/3 sentinels ready (a failover needs 2)")
+    );
+    assert_eq!(condition(&status, "Ready")["status"], json!("False"));
+    let deploy = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.path == DEPLOY)
+        .expect("deploy");
+    let env = env_of(&deploy.body);
+    assert_eq!(env["HUBBUB_REDIS_SENTINEL_MASTER"], json!("hubbub"));
+    assert!(!env.contains_key("HUBBUB_REDIS_URL"));
+
+    fake.set_status(SENTINEL_STS, json!({"replicas": 3, "readyReplicas": 2}));
+    fake.clear_calls();
+    reconciler::reconcile(room(&fake, spec, 1, Some(status)), ctx.clone())
+        .await
+        .expect("again");
+    let status = status_of(&fake);
+    assert_eq!(
+        condition(&status, "RedisAvailable")["status"],
+        json!("True")
+    );
+    assert_eq!(condition(&status, "Ready")["status"], json!("True"));
+
+    // back to one Redis pod: the Sentinels and both PDBs go, with an Event each
+    fake.clear_calls();
+    reconciler::reconcile(room(&fake, json!({}), 2, Some(status)), ctx)
+        .await
+        .expect("back to one pod");
+    let lines = fake.lines();
+    for path in [SENTINEL_STS, SENTINEL_SVC, REDIS_PDB, SENTINEL_PDB] {
+        assert!(lines.contains(&d(path)), "{path} not deleted: {lines:?}");
+        assert!(!fake.has(path));
+    }
+    assert!(fake.has(REDIS_STS) && fake.has(REDIS_SVC));
+    let notes: Vec<String> = fake
+        .calls()
+        .iter()
+        .filter(|c| c.path == EVENTS)
+        .map(|c| c.body["note"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "applied generation 2",
+            "deleted StatefulSet lobby-sentinel: the spec no longer asks for it",
+            "deleted Service lobby-sentinel: the spec no longer asks for it",
+            "deleted PodDisruptionBudget lobby-redis: the spec no longer asks for it",
+            "deleted PodDisruptionBudget lobby-sentinel: the spec no longer asks for it",
+        ]
+    );
 }
 
 /// (apiGroup, resource[/subresource], verb) of a request to the fake API server.

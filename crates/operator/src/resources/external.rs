@@ -74,6 +74,7 @@ pub fn validate(redis: &RedisSpec) -> Result<(), ExternalRedisError> {
         ("resources", redis.resources.is_some()),
         ("storage", redis.storage.is_some()),
         ("existingSecret", redis.existing_secret.is_some()),
+        ("sentinel", redis.sentinel.is_some()),
     ];
     if let Some((field, _)) = bundled.iter().find(|(_, set)| *set) {
         return Err(ExternalRedisError::CombinedWithBundled(field));
