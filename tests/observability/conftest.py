@@ -147,6 +147,8 @@ class Stack:
         self.operator = ""
         self.redis: Process | None = None
         self.amqp_port = free_port()
+        # Erlang distribution and epmd ports of the node, kept across its restart.
+        self.rabbitmq_ports = (free_port(), free_port())
         self.rabbitmq: Process | None = None
         self.epmd: Process | None = None
 
@@ -154,12 +156,7 @@ class Stack:
         """A private RabbitMQ node: its own ports, data directory, Erlang cookie (HOME) and
         epmd, never the system service."""
         base = self.workdir / "rabbitmq"
-        if not hasattr(self, "_rabbitmq_ports"):
-            self._rabbitmq_ports = (free_port(), free_port())
-            (base / "home").mkdir(parents=True, exist_ok=True)
-            (base / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{self.amqp_port}\nloopback_users = none\n")
-            (base / "enabled_plugins").write_text("[].\n")
-        dist_port, epmd_port = self._rabbitmq_ports
+        dist_port, epmd_port = self.rabbitmq_ports
         return dict(
             os.environ,
             HOME=str(base / "home"),
@@ -180,7 +177,11 @@ class Stack:
 
     def start_rabbitmq(self) -> None:
         env = self.rabbitmq_env()
+        base = Path(env["HOME"]).parent
         if self.epmd is None:
+            (base / "home").mkdir(parents=True, exist_ok=True)
+            (base / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{self.amqp_port}\nloopback_users = none\n")
+            (base / "enabled_plugins").write_text("[].\n")
             # Started here, in the foreground, so that erl does not start a daemon of its own.
             self.epmd = Process("epmd", [tool("epmd", "erlang-base"), "-port", env["ERL_EPMD_PORT"]], self.workdir, env)
             self.processes.append(self.epmd)

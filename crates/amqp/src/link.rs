@@ -1120,11 +1120,36 @@ mod tests {
         }
     }
 
+    #[test]
+    fn ca_certificates_go_with_amqps_and_must_be_pem_certificates() {
+        let pem = "-----BEGIN CERTIFICATE-----\nAAECAw==\n-----END CERTIFICATE-----\n";
+        assert_eq!(count_pem_certificates(pem), Ok(1));
+        assert_eq!(count_pem_certificates(&pem.repeat(2)), Ok(2));
+        assert_eq!(count_pem_certificates("no pem here"), Ok(0));
+        let mut s = AmqpSettings::new("amqps://rabbit.example/");
+        assert_eq!(s.tls_config().unwrap(), OwnedTLSConfig::default());
+        s.ca_pem = Some(pem.into());
+        assert_eq!(s.tls_config().unwrap().cert_chain.as_deref(), Some(pem));
+        s.ca_pem = Some(
+            "-----BEGIN CERTIFICATE REQUEST-----\nAA==\n-----END CERTIFICATE REQUEST-----\n".into(),
+        );
+        let e = s.tls_config().unwrap_err().to_string();
+        assert!(
+            e.contains("--amqp-ca-file (HUBBUB_AMQP_CA_FILE)") && e.contains("no PEM certificate"),
+            "{e}"
+        );
+        let mut plain = AmqpSettings::new("amqp://rabbit.example/");
+        plain.ca_pem = Some(pem.into());
+        let e = plain.tls_config().unwrap_err().to_string();
+        assert!(e.contains("only used with an amqps://"), "{e}");
+    }
+
     fn test_inner() -> (Arc<Inner>, Arc<Recorder>) {
         let settings = AmqpSettings::new("amqp://127.0.0.1:1/");
         let (publish_tx, _rx) = mpsc::channel(1);
         let inner = Arc::new(Inner {
             uri: settings.uri().unwrap(),
+            tls: OwnedTLSConfig::default(),
             settings,
             node_id: "me".into(),
             metrics: AmqpMetrics::register(&Registry::new()).unwrap(),
