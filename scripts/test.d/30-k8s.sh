@@ -56,6 +56,49 @@ grep -q "spec.ingress needs a host" "$work/nohost.err" \
   || { echo "error: unexpected render error:" >&2; cat "$work/nohost.err" >&2; exit 1; }
 echo "ok    render refuses tests/k8s/valid/ingress-without-host.yaml: $(cat "$work/nohost.err")"
 
+if "$OPERATOR" render -f tests/k8s/valid/redis-external-port-out-of-range.yaml > "$work/badport.out" 2> "$work/badport.err"; then
+  echo "error: render accepted an external redis node with port 99999" >&2; exit 1
+fi
+grep -q 'spec.redis.external: nodes: "redis-1.redis:99999" is not host:port' "$work/badport.err" \
+  || { echo "error: unexpected render error:" >&2; cat "$work/badport.err" >&2; exit 1; }
+echo "ok    render refuses tests/k8s/valid/redis-external-port-out-of-range.yaml: $(cat "$work/badport.err")"
+
+echo "==> an external Redis: no Redis of the operator's own, passwords only as secretKeyRef"
+for room in k8s/examples/chatroom-redis-{external,sentinel,cluster}.yaml; do
+  out="$work/rendered-$(basename "$room")"
+  if grep -q '^kind: StatefulSet' "$out"; then
+    echo "error: $room rendered a Redis StatefulSet although its Redis is external" >&2; exit 1
+  fi
+  # the line after the password variable's name must be a valueFrom, never a value
+  if ! grep -A1 -- '- name: HUBBUB_REDIS_PASSWORD' "$out" | grep -q 'valueFrom:'; then
+    echo "error: $room: HUBBUB_REDIS_PASSWORD is not taken from a Secret:" >&2
+    grep -A4 -- '- name: HUBBUB_REDIS_PASSWORD' "$out" >&2; exit 1
+  fi
+  echo "ok    $room: no Redis StatefulSet, HUBBUB_REDIS_PASSWORD from a secretKeyRef"
+done
+
+echo "==> the Sentinel-managed Redis: its start-up scripts pass shellcheck"
+ensure_apt shellcheck shellcheck
+mkdir -p "$work/scripts"
+tests/k8s/.venv/bin/python - "$work/rendered-chatroom-ha-redis.yaml" "$work/scripts" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+found = 0
+for d in docs:
+    if d["kind"] != "StatefulSet":
+        continue
+    for c in d["spec"]["template"]["spec"]["containers"]:
+        cmd = c.get("command") or []
+        if cmd[:2] == ["sh", "-c"]:
+            with open(f"{sys.argv[2]}/{d['metadata']['name']}.sh", "w") as f:
+                f.write("#!/bin/sh\n" + cmd[2])
+            found += 1
+if found != 2:
+    sys.exit(f"expected the data and the Sentinel start-up scripts, found {found}")
+PY
+shellcheck -s sh "$work"/scripts/*.sh
+echo "ok    $(cd "$work/scripts" && echo *.sh) pass shellcheck"
+
 echo "==> validating against Kubernetes $K8S_VERSION schemas and the ChatRoom CRD"
 tests/k8s/.venv/bin/python tests/k8s/validate.py \
   --kubernetes-version "$K8S_VERSION" \

@@ -156,7 +156,7 @@ pub struct ChatRoomSpec {
     #[schemars(length(max = 32))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "self.all(e, !(e.name in ['HUBBUB_BIND', 'HUBBUB_REDIS_URL', 'HUBBUB_REDIS_PASSWORD', 'HUBBUB_ADVERTISE_IP', 'HUBBUB_AMQP_URL', 'HUBBUB_AMQP_PREFIX', 'HUBBUB_HISTORY_SIZE', 'HUBBUB_QUESTION_HISTORY', 'HUBBUB_WELCOME', 'HUBBUB_MAX_MESSAGE_BYTES', 'HUBBUB_RATE_LIMIT', 'HUBBUB_RATE_BURST', 'HUBBUB_CORS_ORIGINS', 'HUBBUB_SHUTDOWN_GRACE_SECS', 'HUBBUB_LOG', 'HUBBUB_LOG_FORMAT', 'HUBBUB_ADMIN_UI', 'HUBBUB_ADMIN_USERNAME', 'HUBBUB_ADMIN_PASSWORD_HASH', 'HUBBUB_ADMIN_NO_AUTH', 'HUBBUB_ADMIN_READONLY', 'HUBBUB_ADMIN_MODE']))",
+        "rule": "self.all(e, !(e.name in ['HUBBUB_BIND', 'HUBBUB_REDIS_URL', 'HUBBUB_REDIS_PASSWORD', 'HUBBUB_REDIS_SENTINELS', 'HUBBUB_REDIS_SENTINEL_MASTER', 'HUBBUB_REDIS_SENTINEL_PASSWORD', 'HUBBUB_REDIS_CLUSTER_NODES', 'HUBBUB_REDIS_TLS', 'HUBBUB_ADVERTISE_IP', 'HUBBUB_AMQP_URL', 'HUBBUB_AMQP_PREFIX', 'HUBBUB_HISTORY_SIZE', 'HUBBUB_QUESTION_HISTORY', 'HUBBUB_WELCOME', 'HUBBUB_MAX_MESSAGE_BYTES', 'HUBBUB_RATE_LIMIT', 'HUBBUB_RATE_BURST', 'HUBBUB_CORS_ORIGINS', 'HUBBUB_SHUTDOWN_GRACE_SECS', 'HUBBUB_LOG', 'HUBBUB_LOG_FORMAT', 'HUBBUB_ADMIN_UI', 'HUBBUB_ADMIN_USERNAME', 'HUBBUB_ADMIN_PASSWORD_HASH', 'HUBBUB_ADMIN_NO_AUTH', 'HUBBUB_ADMIN_READONLY', 'HUBBUB_ADMIN_MODE']))",
         "message": "this setting is managed by the operator: use the matching ChatRoom field instead of env"
     }]))]
     pub env: Vec<EnvSetting>,
@@ -337,9 +337,13 @@ pub struct EnvSetting {
     pub value: String,
 }
 
-/// The Redis StatefulSet.
+/// The Redis of the room: the bundled StatefulSet (default) or an `external` one.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.external) || !(has(self.image) || has(self.resources) || has(self.storage) || has(self.existingSecret) || has(self.sentinel))",
+    "message": "external cannot be combined with image, resources, storage, existingSecret or sentinel, which configure the bundled Redis"
+}]))]
 pub struct RedisSpec {
     /// Redis container image. Default: the operator's `--redis-image` (`redis:7.2`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -361,6 +365,155 @@ pub struct RedisSpec {
     /// should be able to reach Redis; use a NetworkPolicy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub existing_secret: Option<SecretKeyRef>,
+
+    /// An existing Redis (standalone, Sentinel or Cluster) instead of the bundled one: the
+    /// operator then deploys no Redis for this room (and removes the bundled one it made
+    /// before) and points the chat server at this one. Cannot be combined with `image`,
+    /// `resources`, `storage` or `existingSecret`, which configure the bundled Redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalRedisSpec>,
+
+    /// A Sentinel-managed Redis instead of the single pod: `replicas` data pods (one master,
+    /// the others its replicas) and `sentinels` Sentinels that promote a replica when the
+    /// master fails; the chat server follows them. `image`, `resources`, `storage` and
+    /// `existingSecret` apply to the data pods. Absent: one Redis pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel: Option<RedisSentinelSpec>,
+}
+
+/// The Sentinel-managed Redis the operator deploys.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSentinelSpec {
+    /// Redis data pods, one master and the rest replicas (2..=7, default 3).
+    #[serde(default = "default_three")]
+    #[schemars(range(min = 2, max = 7))]
+    pub replicas: i32,
+
+    /// Sentinels (3..=7, default 3); a majority of them must agree before a failover.
+    #[serde(default = "default_three")]
+    #[schemars(range(min = 3, max = 7))]
+    pub sentinels: i32,
+
+    /// Milliseconds a master may stay silent before the Sentinels consider it down
+    /// (1000..=60000, default 5000); the failover timeout is six times this.
+    #[serde(default = "default_down_after")]
+    #[schemars(range(min = 1000, max = 60000))]
+    pub down_after_milliseconds: i32,
+
+    /// Compute resources of each Sentinel container. Default: requests 20m CPU and 32Mi
+    /// memory, limit 64Mi memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+fn default_three() -> i32 {
+    3
+}
+
+fn default_down_after() -> i32 {
+    5000
+}
+
+/// How the chat server reaches an existing Redis: `standalone` (one URL), `sentinel` (the
+/// Sentinels and the master's name; the server follows failovers) or `cluster` (seed nodes
+/// of a Redis Cluster; cross-replica traffic uses sharded pub/sub).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExternalRedisMode {
+    /// One Redis at `url` (`HUBBUB_REDIS_URL`).
+    Standalone,
+    /// A master found through `sentinels` by `masterName` (`HUBBUB_REDIS_SENTINELS`,
+    /// `HUBBUB_REDIS_SENTINEL_MASTER`).
+    Sentinel,
+    /// A Redis Cluster reached through the seed `nodes` (`HUBBUB_REDIS_CLUSTER_NODES`).
+    Cluster,
+}
+
+impl ExternalRedisMode {
+    /// The spelling in the spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standalone => "standalone",
+            Self::Sentinel => "sentinel",
+            Self::Cluster => "cluster",
+        }
+    }
+}
+
+/// An existing Redis the chat server uses instead of the bundled one. Passwords come only
+/// from Secrets (as `secretKeyRef` environment variables of the pods), never from the spec.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.mode != 'standalone' || (has(self.url) && !has(self.sentinels) && !has(self.masterName) && !has(self.nodes))",
+        "message": "mode standalone needs url and takes no sentinels, masterName or nodes"
+    },
+    {
+        "rule": "self.mode != 'sentinel' || (has(self.sentinels) && has(self.masterName) && !has(self.url) && !has(self.nodes))",
+        "message": "mode sentinel needs sentinels and masterName and takes no url or nodes"
+    },
+    {
+        "rule": "self.mode != 'cluster' || (has(self.nodes) && !has(self.url) && !has(self.sentinels) && !has(self.masterName))",
+        "message": "mode cluster needs nodes and takes no url, sentinels or masterName"
+    },
+    {
+        "rule": "self.mode == 'sentinel' || !has(self.sentinelPasswordSecretRef)",
+        "message": "sentinelPasswordSecretRef applies to mode sentinel only"
+    },
+    {
+        "rule": "self.mode != 'standalone' || !has(self.tls) || !self.tls",
+        "message": "tls applies to modes sentinel and cluster; in mode standalone use a rediss:// url"
+    }
+]))]
+pub struct ExternalRedisSpec {
+    /// `standalone`, `sentinel` or `cluster`.
+    pub mode: ExternalRedisMode,
+
+    /// Mode `standalone`: the Redis URL, `redis://host:port/db` or `rediss://...` for TLS,
+    /// without credentials (the password comes from `passwordSecretRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^rediss?://[^@/\s]+(/[0-9]+)?$"), length(max = 512))]
+    pub url: Option<String>,
+
+    /// Mode `sentinel`: the Sentinels, each `host:port` (e.g. `redis-sentinel:26379`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(regex(pattern = r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$"))
+    )]
+    pub sentinels: Option<Vec<String>>,
+
+    /// Mode `sentinel`: the master's name in the Sentinels' configuration
+    /// (`sentinel monitor <name> ...`), e.g. `mymaster`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,128}$"))]
+    pub master_name: Option<String>,
+
+    /// Mode `cluster`: seed nodes of the Redis Cluster, each `host:port`; the server learns
+    /// the other nodes from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(regex(pattern = r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$"))
+    )]
+    pub nodes: Option<Vec<String>>,
+
+    /// The Secret key holding the password of the Redis data nodes (`HUBBUB_REDIS_PASSWORD`).
+    /// Absent: no password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+
+    /// Mode `sentinel`: the Secret key holding the Sentinels' own password
+    /// (`HUBBUB_REDIS_SENTINEL_PASSWORD`), when they require one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel_password_secret_ref: Option<SecretKeyRef>,
+
+    /// Modes `sentinel` and `cluster`: TLS to the Sentinels and nodes (`HUBBUB_REDIS_TLS`,
+    /// default false). In mode `standalone` the URL's scheme decides (`rediss://`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<bool>,
 }
 
 /// An existing RabbitMQ (`HUBBUB_AMQP_URL`, `HUBBUB_AMQP_PREFIX` of the chat server).
@@ -566,7 +719,8 @@ pub struct ChatRoomStatus {
     pub endpoint: Option<String>,
 
     /// `Ready` (everything available), `ServerAvailable` (the Deployment) and
-    /// `RedisAvailable` (the StatefulSet).
+    /// `RedisAvailable` (the StatefulSet, with Sentinels also a quorum of them; `Unknown`
+    /// with an external Redis, which the operator does not watch).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

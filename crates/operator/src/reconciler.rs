@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -218,17 +219,80 @@ async fn apply_room(room: &ChatRoom, ctx: &Context) -> Result<Action, Error> {
     let name = room.name_any();
     let client = &ctx.client;
 
-    apply(client, &ns, &children.redis_service).await?;
-    let redis: StatefulSet = apply(client, &ns, &children.redis).await?;
+    // (kind, name, Event action): the recorder folds Events with the same action into one
+    // series, so each kind of removal has its own action
+    let mut removed: Vec<(&str, String, &str)> = Vec::new();
+    let redis: Option<StatefulSet> = match (&children.redis_service, &children.redis) {
+        (Some(service), Some(statefulset)) => {
+            apply(client, &ns, service).await?;
+            Some(apply(client, &ns, statefulset).await?)
+        }
+        _ => {
+            // an external Redis: the bundled one this room had before goes (a claim of
+            // spec.redis.storage stays, as StatefulSet claims always do)
+            let redis_name = resources::redis_name(&name);
+            if delete_owned::<StatefulSet>(client, &ns, &redis_name, room).await? {
+                removed.push(("StatefulSet", redis_name.clone(), "DeleteRedisStatefulSet"));
+            }
+            if delete_owned::<Service>(client, &ns, &redis_name, room).await? {
+                removed.push(("Service", redis_name, "DeleteRedisService"));
+            }
+            None
+        }
+    };
+    let sentinel: Option<StatefulSet> = match (&children.sentinel_service, &children.sentinel) {
+        (Some(service), Some(statefulset)) => {
+            apply(client, &ns, service).await?;
+            Some(apply(client, &ns, statefulset).await?)
+        }
+        _ => {
+            let sentinel_name = resources::sentinel_name(&name);
+            if delete_owned::<StatefulSet>(client, &ns, &sentinel_name, room).await? {
+                removed.push((
+                    "StatefulSet",
+                    sentinel_name.clone(),
+                    "DeleteSentinelStatefulSet",
+                ));
+            }
+            if delete_owned::<Service>(client, &ns, &sentinel_name, room).await? {
+                removed.push(("Service", sentinel_name, "DeleteSentinelService"));
+            }
+            None
+        }
+    };
+    for (pdb, pdb_name, action) in [
+        (
+            &children.redis_pdb,
+            resources::redis_name(&name),
+            "DeleteRedisPodDisruptionBudget",
+        ),
+        (
+            &children.sentinel_pdb,
+            resources::sentinel_name(&name),
+            "DeleteSentinelPodDisruptionBudget",
+        ),
+    ] {
+        match pdb {
+            Some(pdb) => drop(apply(client, &ns, pdb).await?),
+            None => {
+                if delete_owned::<PodDisruptionBudget>(client, &ns, &pdb_name, room).await? {
+                    removed.push(("PodDisruptionBudget", pdb_name, action));
+                }
+            }
+        }
+    }
     apply(client, &ns, &children.service).await?;
     let deployment: Deployment = apply(client, &ns, &children.deployment).await?;
 
-    let mut removed = Vec::new();
     match &children.pdb {
         Some(pdb) => drop(apply(client, &ns, pdb).await?),
         None => {
             if delete_owned::<PodDisruptionBudget>(client, &ns, &name, room).await? {
-                removed.push("PodDisruptionBudget");
+                removed.push((
+                    "PodDisruptionBudget",
+                    name.clone(),
+                    "DeletePodDisruptionBudget",
+                ));
             }
         }
     }
@@ -236,7 +300,7 @@ async fn apply_room(room: &ChatRoom, ctx: &Context) -> Result<Action, Error> {
         Some(ingress) => drop(apply(client, &ns, ingress).await?),
         None => {
             if delete_owned::<Ingress>(client, &ns, &name, room).await? {
-                removed.push("Ingress");
+                removed.push(("Ingress", name.clone(), "DeleteIngress"));
             }
         }
     }
@@ -244,12 +308,22 @@ async fn apply_room(room: &ChatRoom, ctx: &Context) -> Result<Action, Error> {
         Some(hpa) => drop(apply(client, &ns, hpa).await?),
         None => {
             if delete_owned::<HorizontalPodAutoscaler>(client, &ns, &name, room).await? {
-                removed.push("HorizontalPodAutoscaler");
+                removed.push((
+                    "HorizontalPodAutoscaler",
+                    name.clone(),
+                    "DeleteHorizontalPodAutoscaler",
+                ));
             }
         }
     }
 
-    let status = compute_status(room, &deployment, &redis, Timestamp::now());
+    let status = compute_status(
+        room,
+        &deployment,
+        redis.as_ref(),
+        sentinel.as_ref(),
+        Timestamp::now(),
+    );
     let ready = condition_is_true(&status, READY);
     patch_status(client, room, &status).await?;
 
@@ -257,7 +331,13 @@ async fn apply_room(room: &ChatRoom, ctx: &Context) -> Result<Action, Error> {
     let event = match previous {
         None => Some((
             "Created",
-            format!("created the chat service {name} and its Redis"),
+            match &room.spec.redis.external {
+                None => format!("created the chat service {name} and its Redis"),
+                Some(external) => format!(
+                    "created the chat service {name} on an {}",
+                    resources::describe_external_redis(external)
+                ),
+            },
         )),
         Some(g) if Some(g) != room.metadata.generation => Some((
             "Updated",
@@ -271,14 +351,14 @@ async fn apply_room(room: &ChatRoom, ctx: &Context) -> Result<Action, Error> {
     if let Some((reason, note)) = event {
         publish(ctx, room, EventType::Normal, reason, "Reconcile", note).await;
     }
-    for kind in removed {
+    for (kind, object, action) in removed {
         publish(
             ctx,
             room,
             EventType::Normal,
             "Deleted",
-            &format!("Delete{kind}"),
-            format!("deleted {kind} {name}: the spec no longer asks for it"),
+            action,
+            format!("deleted {kind} {object}: the spec no longer asks for it"),
         )
         .await;
     }
@@ -383,6 +463,20 @@ pub fn set_condition(
     now: Timestamp,
 ) {
     let status = if ok { "True" } else { "False" };
+    set_condition_status(conditions, type_, status, reason, message, generation, now);
+}
+
+/// Sets condition `type_` to `status` (`True`, `False` or `Unknown`), keeping its
+/// `lastTransitionTime` when the status is unchanged.
+pub fn set_condition_status(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
     let since = conditions
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
@@ -403,11 +497,17 @@ pub fn set_condition(
 }
 
 /// The status of `room` given its Deployment and Redis StatefulSet as the API server
-/// returned them. Pure.
+/// returned them (no StatefulSet: the room uses an external Redis), and the Sentinels'
+/// StatefulSet with `spec.redis.sentinel`. Pure.
+///
+/// An external Redis is not watched by the operator: `RedisAvailable` is `Unknown` (reason
+/// `External`) and `Ready` follows the chat server alone, whose readiness probe (`/readyz`)
+/// fails while the server cannot reach that Redis.
 pub fn compute_status(
     room: &ChatRoom,
     deployment: &Deployment,
-    redis: &StatefulSet,
+    redis: Option<&StatefulSet>,
+    sentinel: Option<&StatefulSet>,
     now: Timestamp,
 ) -> ChatRoomStatus {
     let generation = room.metadata.generation;
@@ -432,10 +532,31 @@ pub fn compute_status(
     let server_msg =
         format!("{available}/{desired} chat server pods available, {updated} up to date");
 
-    let rs = redis.status.clone().unwrap_or_default();
+    let external = room.spec.redis.external.as_ref();
+    let rs = redis.and_then(|r| r.status.clone()).unwrap_or_default();
     let redis_ready = rs.ready_replicas.unwrap_or(0);
-    let redis_ok = redis_ready >= 1;
-    let redis_msg = format!("{redis_ready}/1 redis pods ready");
+    let sentinel_spec = room.spec.redis.sentinel.as_ref();
+    let sentinels_ready = sentinel
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    // with Sentinels: a master (some data pod) and enough Sentinels to fail over
+    let redis_ok = external.is_some()
+        || (redis_ready >= 1
+            && sentinel_spec.is_none_or(|s| sentinels_ready >= resources::quorum(s)));
+    let redis_msg = match (external, sentinel_spec) {
+        (Some(ext), _) => format!(
+            "{} is not watched by the operator; the chat server pods are ready only while they reach it",
+            resources::describe_external_redis(ext)
+        ),
+        (None, Some(s)) => format!(
+            "{redis_ready}/{} redis pods and {sentinels_ready}/{} sentinels ready (a failover needs {})",
+            s.replicas,
+            s.sentinels,
+            resources::quorum(s)
+        ),
+        (None, None) => format!("{redis_ready}/1 redis pods ready"),
+    };
 
     set_condition(
         &mut status.conditions,
@@ -450,20 +571,26 @@ pub fn compute_status(
         generation,
         now,
     );
-    set_condition(
+    let (redis_status, redis_reason) = match (external, redis_ok) {
+        (Some(_), _) => ("Unknown", "External"),
+        (None, true) => ("True", "RedisReady"),
+        (None, false) => ("False", "RedisNotReady"),
+    };
+    set_condition_status(
         &mut status.conditions,
         REDIS_AVAILABLE,
-        redis_ok,
-        if redis_ok {
-            "RedisReady"
-        } else {
-            "RedisNotReady"
-        },
+        redis_status,
+        redis_reason,
         &redis_msg,
         generation,
         now,
     );
     let (ready, reason, message) = match (server_ok, redis_ok) {
+        (true, true) if external.is_some() => (
+            true,
+            "Available",
+            "chat server is available and reaches its external redis".to_string(),
+        ),
         (true, true) => (
             true,
             "Available",
@@ -542,7 +669,7 @@ mod tests {
     #[test]
     fn ready_only_when_server_fully_available_and_redis_ready() {
         let now = Timestamp::UNIX_EPOCH;
-        let s = compute_status(&room(), &deployment(2, 2, 7), &redis(1), now);
+        let s = compute_status(&room(), &deployment(2, 2, 7), Some(&redis(1)), None, now);
         assert_eq!(cond(&s, READY).status, "True");
         assert_eq!(s.replicas, 2);
         assert_eq!(s.ready_replicas, 2);
@@ -558,7 +685,7 @@ mod tests {
             Some("http://lobby.chat.svc.cluster.local")
         );
 
-        let s = compute_status(&room(), &deployment(2, 1, 7), &redis(1), now);
+        let s = compute_status(&room(), &deployment(2, 1, 7), Some(&redis(1)), None, now);
         assert_eq!(cond(&s, READY).status, "False");
         assert_eq!(cond(&s, READY).reason, "ServerUnavailable");
         assert_eq!(
@@ -566,12 +693,12 @@ mod tests {
             "1/2 chat server pods available, 2 up to date"
         );
 
-        let s = compute_status(&room(), &deployment(2, 2, 7), &redis(0), now);
+        let s = compute_status(&room(), &deployment(2, 2, 7), Some(&redis(0)), None, now);
         assert_eq!(cond(&s, READY).reason, "RedisUnavailable");
         assert_eq!(cond(&s, REDIS_AVAILABLE).status, "False");
 
         // the Deployment controller has not seen the newest generation yet
-        let s = compute_status(&room(), &deployment(2, 2, 6), &redis(1), now);
+        let s = compute_status(&room(), &deployment(2, 2, 6), Some(&redis(1)), None, now);
         assert_eq!(cond(&s, SERVER_AVAILABLE).status, "False");
     }
 

@@ -50,8 +50,24 @@ pub fn children_yaml(children: &Children) -> Result<String, serde_yaml_ng::Error
         out.push_str("---\n");
         out.push_str(&doc);
     };
-    push(serde_yaml_ng::to_string(&children.redis_service)?);
-    push(serde_yaml_ng::to_string(&children.redis)?);
+    if let Some(service) = &children.redis_service {
+        push(serde_yaml_ng::to_string(service)?);
+    }
+    if let Some(redis) = &children.redis {
+        push(serde_yaml_ng::to_string(redis)?);
+    }
+    if let Some(service) = &children.sentinel_service {
+        push(serde_yaml_ng::to_string(service)?);
+    }
+    if let Some(sentinel) = &children.sentinel {
+        push(serde_yaml_ng::to_string(sentinel)?);
+    }
+    for pdb in [&children.redis_pdb, &children.sentinel_pdb]
+        .into_iter()
+        .flatten()
+    {
+        push(serde_yaml_ng::to_string(pdb)?);
+    }
     push(serde_yaml_ng::to_string(&children.service)?);
     push(serde_yaml_ng::to_string(&children.deployment)?);
     if let Some(pdb) = &children.pdb {

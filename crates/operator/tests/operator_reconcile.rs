@@ -185,6 +185,10 @@ const PDB: &str = "/apis/policy/v1/namespaces/chat/poddisruptionbudgets/lobby";
 const INGRESS: &str = "/apis/networking.k8s.io/v1/namespaces/chat/ingresses/lobby";
 const HPA: &str = "/apis/autoscaling/v2/namespaces/chat/horizontalpodautoscalers/lobby";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/chat/events";
+const SENTINEL_SVC: &str = "/api/v1/namespaces/chat/services/lobby-sentinel";
+const SENTINEL_STS: &str = "/apis/apps/v1/namespaces/chat/statefulsets/lobby-sentinel";
+const REDIS_PDB: &str = "/apis/policy/v1/namespaces/chat/poddisruptionbudgets/lobby-redis";
+const SENTINEL_PDB: &str = "/apis/policy/v1/namespaces/chat/poddisruptionbudgets/lobby-sentinel";
 
 fn room_json(spec: Value, generation: i64, status: Option<Value>) -> Value {
     let mut room = json!({
@@ -271,6 +275,10 @@ async fn create_applies_every_child_then_status_then_a_created_event() {
         [
             p(REDIS_SVC),
             p(REDIS_STS),
+            g(SENTINEL_STS),
+            g(SENTINEL_SVC),
+            g(REDIS_PDB),
+            g(SENTINEL_PDB),
             p(SVC),
             p(DEPLOY),
             p(PDB),
@@ -297,14 +305,20 @@ async fn create_applies_every_child_then_status_then_a_created_event() {
         );
         assert!(query.contains(&"force=true"), "{}", call.query);
     }
-    for call in &calls[..5] {
+    let applied: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.method == Method::PATCH && !c.path.ends_with("/status"))
+        .collect();
+    assert_eq!(applied.len(), 5);
+    for call in applied {
         let owner = &call.body["metadata"]["ownerReferences"][0];
         assert_eq!(owner["uid"], json!(UID), "{}", call.line());
         assert_eq!(owner["controller"], json!(true));
         assert_eq!(owner["kind"], json!("ChatRoom"));
     }
-    assert_eq!(calls[3].body["kind"], json!("Deployment"));
-    assert_eq!(calls[3].body["spec"]["replicas"], json!(2));
+    let deploy = calls.iter().find(|c| c.path == DEPLOY).expect("deploy");
+    assert_eq!(deploy.body["kind"], json!("Deployment"));
+    assert_eq!(deploy.body["spec"]["replicas"], json!(2));
 
     // the fake's Deployment has no status yet: not ready
     let status = status_of(&fake);
@@ -319,7 +333,11 @@ async fn create_applies_every_child_then_status_then_a_created_event() {
         json!("http://lobby.chat.svc.cluster.local")
     );
     assert_eq!(
-        calls[7].body["apiVersion"],
+        calls
+            .iter()
+            .find(|c| c.path.ends_with("/status"))
+            .expect("status")
+            .body["apiVersion"],
         json!("hubbub.dev/v1alpha1"),
         "status is applied as a ChatRoom"
     );
@@ -327,7 +345,7 @@ async fn create_applies_every_child_then_status_then_a_created_event() {
         events(&fake),
         [("Normal".to_string(), "Created".to_string())]
     );
-    let event = &calls[8].body;
+    let event = &calls.iter().find(|c| c.path == EVENTS).expect("event").body;
     assert_eq!(event["regarding"]["uid"], json!(UID));
     assert_eq!(event["reportingController"], json!("hubbub-operator"));
     assert_eq!(event["reportingInstance"], json!("operator-0"));
@@ -407,6 +425,10 @@ async fn removing_ingress_and_autoscaling_deletes_them_and_records_events() {
         [
             p(REDIS_SVC),
             p(REDIS_STS),
+            g(SENTINEL_STS),
+            g(SENTINEL_SVC),
+            g(REDIS_PDB),
+            g(SENTINEL_PDB),
             p(SVC),
             p(DEPLOY),
             p(PDB),
@@ -572,6 +594,298 @@ async fn an_api_error_stops_the_reconcile_and_is_reported() {
     );
 }
 
+fn sentinel_spec() -> Value {
+    json!({"redis": {"external": {
+        "mode": "sentinel",
+        "sentinels": ["sentinel-0.sentinel.data:26379", "sentinel-1.sentinel.data:26379"],
+        "masterName": "mymaster",
+        "passwordSecretRef": {"name": "lobby-redis-auth"}
+    }}})
+}
+
+fn env_of(deploy: &Value) -> BTreeMap<String, Value> {
+    deploy["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            let v = e.get("value").cloned().unwrap_or(e["valueFrom"].clone());
+            (e["name"].as_str().expect("name").to_string(), v)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_external_redis_gets_no_redis_of_ours_and_its_condition_is_unknown() {
+    let fake = FakeApi::default();
+    fake.set_status(
+        DEPLOY,
+        json!({"observedGeneration": 1, "replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2}),
+    );
+    let ctx = context(&fake);
+    reconciler::reconcile(room(&fake, sentinel_spec(), 1, None), ctx)
+        .await
+        .expect("reconcile");
+
+    // nothing of the bundled Redis is applied; the operator only makes sure none of its
+    // own is left (GETs that find nothing)
+    assert_eq!(
+        fake.lines(),
+        [
+            g(REDIS_STS),
+            g(REDIS_SVC),
+            g(SENTINEL_STS),
+            g(SENTINEL_SVC),
+            g(REDIS_PDB),
+            g(SENTINEL_PDB),
+            p(SVC),
+            p(DEPLOY),
+            p(PDB),
+            g(INGRESS),
+            g(HPA),
+            p(&format!("{ROOM}/status")),
+            format!("POST {EVENTS}"),
+        ]
+    );
+    assert!(!fake.has(REDIS_STS) && !fake.has(REDIS_SVC));
+    let deploy = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.path == DEPLOY)
+        .expect("deploy");
+    let env = env_of(&deploy.body);
+    assert_eq!(
+        env["HUBBUB_REDIS_SENTINELS"],
+        json!("sentinel-0.sentinel.data:26379,sentinel-1.sentinel.data:26379")
+    );
+    assert_eq!(env["HUBBUB_REDIS_SENTINEL_MASTER"], json!("mymaster"));
+    assert_eq!(
+        env["HUBBUB_REDIS_PASSWORD"],
+        json!({"secretKeyRef": {"name": "lobby-redis-auth", "key": "password", "optional": false}})
+    );
+    assert!(!env.contains_key("HUBBUB_REDIS_URL"), "{env:?}");
+
+    let status = status_of(&fake);
+    let redis = condition(&status, "RedisAvailable");
+    assert_eq!(redis["status"], json!("Unknown"));
+    assert_eq!(redis["reason"], json!("External"));
+    assert!(
+        redis["message"].as_str().expect("message").starts_with(
+            "external Redis (sentinel, master mymaster) is not watched by the operator"
+        ),
+        "{redis}"
+    );
+    // Ready follows the chat server, whose /readyz fails while it cannot reach Redis
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["status"], json!("True"));
+    assert_eq!(
+        ready["message"],
+        json!("chat server is available and reaches its external redis")
+    );
+    let notes: Vec<String> = fake
+        .calls()
+        .iter()
+        .filter(|c| c.path == EVENTS)
+        .map(|c| c.body["note"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        notes,
+        ["created the chat service lobby on an external Redis (sentinel, master mymaster)"]
+    );
+}
+
+#[tokio::test]
+async fn moving_to_an_external_redis_deletes_the_bundled_one_and_says_so() {
+    let fake = FakeApi::default();
+    let ctx = context(&fake);
+    reconciler::reconcile(room(&fake, json!({}), 1, None), ctx.clone())
+        .await
+        .expect("bundled");
+    assert!(fake.has(REDIS_STS) && fake.has(REDIS_SVC));
+
+    fake.clear_calls();
+    let status = status_of(&fake);
+    let cluster =
+        json!({"redis": {"external": {"mode": "cluster", "nodes": ["redis-0.redis:6379"]}}});
+    reconciler::reconcile(room(&fake, cluster, 2, Some(status)), ctx)
+        .await
+        .expect("external");
+    assert_eq!(
+        fake.lines(),
+        [
+            g(REDIS_STS),
+            d(REDIS_STS),
+            g(REDIS_SVC),
+            d(REDIS_SVC),
+            g(SENTINEL_STS),
+            g(SENTINEL_SVC),
+            g(REDIS_PDB),
+            g(SENTINEL_PDB),
+            p(SVC),
+            p(DEPLOY),
+            p(PDB),
+            g(INGRESS),
+            g(HPA),
+            p(&format!("{ROOM}/status")),
+            format!("POST {EVENTS}"),
+            format!("POST {EVENTS}"),
+            format!("POST {EVENTS}"),
+        ]
+    );
+    assert!(!fake.has(REDIS_STS) && !fake.has(REDIS_SVC));
+    let notes: Vec<String> = fake
+        .calls()
+        .iter()
+        .filter(|c| c.path == EVENTS)
+        .map(|c| c.body["note"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "applied generation 2",
+            "deleted StatefulSet lobby-redis: the spec no longer asks for it",
+            "deleted Service lobby-redis: the spec no longer asks for it",
+        ]
+    );
+    let deploy = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.path == DEPLOY)
+        .expect("deploy");
+    let env = env_of(&deploy.body);
+    assert_eq!(
+        env["HUBBUB_REDIS_CLUSTER_NODES"],
+        json!("redis-0.redis:6379")
+    );
+    assert!(!env.contains_key("HUBBUB_REDIS_URL"), "{env:?}");
+}
+
+#[tokio::test]
+async fn an_invalid_external_redis_is_refused_before_anything_is_applied() {
+    let cases = [
+        (
+            json!({"redis": {"external": {"mode": "sentinel", "sentinels": ["s:26379"]}}}),
+            "InvalidExternalRedis",
+            "invalid chatroom spec: spec.redis.external: mode sentinel needs masterName",
+        ),
+        (
+            json!({"redis": {"storage": {"size": "1Gi"},
+                             "external": {"mode": "standalone", "url": "redis://r:6379/0"}}}),
+            "ExternalRedisConflict",
+            "invalid chatroom spec: spec.redis.external: cannot be combined with spec.redis.storage, which configures the bundled Redis; remove one of them",
+        ),
+    ];
+    for (spec, reason, message) in cases {
+        let fake = FakeApi::default();
+        let ctx = context(&fake);
+        let err = reconciler::reconcile(room(&fake, spec, 1, None), ctx)
+            .await
+            .expect_err("must fail");
+        assert_eq!(err.condition_reason(), reason);
+        assert_eq!(
+            fake.lines(),
+            [p(&format!("{ROOM}/status")), format!("POST {EVENTS}")],
+            "nothing applied, nothing deleted"
+        );
+        let ready = condition(&status_of(&fake), "Ready");
+        assert_eq!(ready["status"], json!("False"));
+        assert_eq!(ready["reason"], json!(reason));
+        assert_eq!(ready["message"], json!(message));
+        assert_eq!(events(&fake), [("Warning".to_string(), reason.to_string())]);
+    }
+}
+
+#[tokio::test]
+async fn a_sentinel_redis_is_applied_with_its_pdbs_and_ready_with_a_quorum_of_sentinels() {
+    let fake = FakeApi::default();
+    fake.set_status(
+        DEPLOY,
+        json!({"observedGeneration": 1, "replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2}),
+    );
+    fake.set_status(REDIS_STS, json!({"replicas": 3, "readyReplicas": 3}));
+    fake.set_status(SENTINEL_STS, json!({"replicas": 3, "readyReplicas": 1}));
+    let ctx = context(&fake);
+    let spec = json!({"redis": {"sentinel": {}}});
+    reconciler::reconcile(room(&fake, spec.clone(), 1, None), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert_eq!(
+        fake.lines(),
+        [
+            p(REDIS_SVC),
+            p(REDIS_STS),
+            p(SENTINEL_SVC),
+            p(SENTINEL_STS),
+            p(REDIS_PDB),
+            p(SENTINEL_PDB),
+            p(SVC),
+            p(DEPLOY),
+            p(PDB),
+            g(INGRESS),
+            g(HPA),
+            p(&format!("{ROOM}/status")),
+            format!("POST {EVENTS}"),
+        ]
+    );
+    // one Sentinel of three cannot fail over: Redis is not available yet
+    let status = status_of(&fake);
+    let redis = condition(&status, "RedisAvailable");
+    assert_eq!(redis["status"], json!("False"));
+    assert_eq!(
+        redis["message"],
+        json!("3/3 redis pods and 1/3 sentinels ready (a failover needs 2)")
+    );
+    assert_eq!(condition(&status, "Ready")["status"], json!("False"));
+    let deploy = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.path == DEPLOY)
+        .expect("deploy");
+    let env = env_of(&deploy.body);
+    assert_eq!(env["HUBBUB_REDIS_SENTINEL_MASTER"], json!("hubbub"));
+    assert!(!env.contains_key("HUBBUB_REDIS_URL"));
+
+    fake.set_status(SENTINEL_STS, json!({"replicas": 3, "readyReplicas": 2}));
+    fake.clear_calls();
+    reconciler::reconcile(room(&fake, spec, 1, Some(status)), ctx.clone())
+        .await
+        .expect("again");
+    let status = status_of(&fake);
+    assert_eq!(
+        condition(&status, "RedisAvailable")["status"],
+        json!("True")
+    );
+    assert_eq!(condition(&status, "Ready")["status"], json!("True"));
+
+    // back to one Redis pod: the Sentinels and both PDBs go, with an Event each
+    fake.clear_calls();
+    reconciler::reconcile(room(&fake, json!({}), 2, Some(status)), ctx)
+        .await
+        .expect("back to one pod");
+    let lines = fake.lines();
+    for path in [SENTINEL_STS, SENTINEL_SVC, REDIS_PDB, SENTINEL_PDB] {
+        assert!(lines.contains(&d(path)), "{path} not deleted: {lines:?}");
+        assert!(!fake.has(path));
+    }
+    assert!(fake.has(REDIS_STS) && fake.has(REDIS_SVC));
+    let notes: Vec<String> = fake
+        .calls()
+        .iter()
+        .filter(|c| c.path == EVENTS)
+        .map(|c| c.body["note"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "applied generation 2",
+            "deleted StatefulSet lobby-sentinel: the spec no longer asks for it",
+            "deleted Service lobby-sentinel: the spec no longer asks for it",
+            "deleted PodDisruptionBudget lobby-redis: the spec no longer asks for it",
+            "deleted PodDisruptionBudget lobby-sentinel: the spec no longer asks for it",
+        ]
+    );
+}
+
 /// (apiGroup, resource[/subresource], verb) of a request to the fake API server.
 fn permission(call: &Call) -> (String, String, String) {
     let parts: Vec<&str> = call.path.trim_start_matches('/').split('/').collect();
@@ -610,9 +924,13 @@ async fn the_cluster_role_grants_every_call_the_reconciler_makes() {
     )
     .await
     .expect("removal");
-    reconciler::reconcile(room(&fake, json!({"ingress": {}}), 3, None), ctx)
+    reconciler::reconcile(room(&fake, json!({"ingress": {}}), 3, None), ctx.clone())
         .await
         .expect_err("invalid");
+    // moving to an external Redis deletes the bundled one
+    reconciler::reconcile(room(&fake, sentinel_spec(), 4, None), ctx)
+        .await
+        .expect("external");
 
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../k8s/rbac.yaml");
     let text = std::fs::read_to_string(&path).expect("k8s/rbac.yaml");
@@ -631,13 +949,19 @@ async fn the_cluster_role_grants_every_call_the_reconciler_makes() {
     used.sort();
     used.dedup();
     let expected = [
+        ("", "services", "delete"),
+        ("", "services", "get"),
         ("", "services", "patch"),
         ("apps", "deployments", "patch"),
+        ("apps", "statefulsets", "delete"),
+        ("apps", "statefulsets", "get"),
         ("apps", "statefulsets", "patch"),
         ("autoscaling", "horizontalpodautoscalers", "delete"),
         ("autoscaling", "horizontalpodautoscalers", "get"),
         ("autoscaling", "horizontalpodautoscalers", "patch"),
         ("events.k8s.io", "events", "create"),
+        // the recorder folds a repeated Event (two Created) into a series by patching it
+        ("events.k8s.io", "events", "patch"),
         ("hubbub.dev", "chatrooms/status", "patch"),
         ("networking.k8s.io", "ingresses", "delete"),
         ("networking.k8s.io", "ingresses", "get"),

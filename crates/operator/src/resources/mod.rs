@@ -1,5 +1,6 @@
 //! Pure functions from a [`ChatRoom`] to the child objects the operator applies: the Redis
-//! StatefulSet and its headless Service, the chat server Deployment and Service, and the
+//! StatefulSet and its headless Service (none with an external Redis, `external.rs`; with
+//! Sentinels beside them, `sentinel.rs`), the chat server Deployment and Service, and the
 //! optional PodDisruptionBudget, Ingress and HorizontalPodAutoscaler.
 //!
 //! Nothing here talks to the API server: the reconciler applies what [`build`] returns,
@@ -17,6 +18,9 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::autoscaling::v2::{
     CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
     MetricTarget, ResourceMetricSource,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, PodAffinityTerm, PodAntiAffinity, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
@@ -40,13 +44,22 @@ use sha2::{Digest, Sha256};
 
 use crate::crd::{ChatRoom, SessionAffinity};
 
+mod external;
 mod extras;
 mod redis;
+mod sentinel;
 mod server;
 
+use external::*;
+pub use external::{ExternalRedisError, describe as describe_external_redis};
 use extras::*;
 pub use extras::{cookie_affinity_annotations, default_ingress_annotations};
 use redis::*;
+use sentinel::*;
+pub use sentinel::{
+    SENTINEL_MASTER_NAME, SENTINEL_PORT, data_script, quorum, sentinel_addresses, sentinel_name,
+    sentinel_script,
+};
 use server::*;
 pub use server::{config_hash, server_env};
 
@@ -72,6 +85,9 @@ pub const CONFIG_HASH_ANNOTATION: &str = "hubbub.dev/config-hash";
 /// Longest room name: `<room>-redis` plus the StatefulSet's `controller-revision-hash`
 /// label (`<room>-redis-<10 chars>`) must fit in 63 characters.
 pub const MAX_ROOM_NAME: usize = 46;
+/// Longest room name with `spec.redis.sentinel`: `<room>-sentinel` plus the StatefulSet's
+/// `controller-revision-hash` suffix must fit in 63 characters.
+pub const MAX_SENTINEL_ROOM_NAME: usize = 43;
 
 /// Server environment variables the operator sets from spec fields; `spec.env` may not
 /// set them (the CRD says the same in a CEL rule).
@@ -79,6 +95,11 @@ pub const MANAGED_ENV: &[&str] = &[
     "HUBBUB_BIND",
     "HUBBUB_REDIS_URL",
     "HUBBUB_REDIS_PASSWORD",
+    "HUBBUB_REDIS_SENTINELS",
+    "HUBBUB_REDIS_SENTINEL_MASTER",
+    "HUBBUB_REDIS_SENTINEL_PASSWORD",
+    "HUBBUB_REDIS_CLUSTER_NODES",
+    "HUBBUB_REDIS_TLS",
     "HUBBUB_ADVERTISE_IP",
     "HUBBUB_AMQP_URL",
     "HUBBUB_AMQP_PREFIX",
@@ -149,6 +170,14 @@ pub enum BuildError {
     /// The ChatRoom has no namespace (never true for objects read from the API server).
     #[error("the chatroom has no namespace")]
     NoNamespace,
+    /// With `spec.redis.sentinel` the name must leave room for `-sentinel` in child names.
+    #[error(
+        "name {0:?} is too long for spec.redis.sentinel: at most {MAX_SENTINEL_ROOM_NAME} characters (the Sentinels' StatefulSet is <name>-sentinel)"
+    )]
+    NameTooLongForSentinel(String),
+    /// `spec.redis.external` is incomplete, mixes modes or sits beside the bundled Redis.
+    #[error("spec.redis.external: {0}")]
+    ExternalRedis(#[from] ExternalRedisError),
 }
 
 impl BuildError {
@@ -160,6 +189,8 @@ impl BuildError {
             BuildError::AutoscalingNeedsCpuRequest => "AutoscalingNeedsCpuRequest",
             BuildError::ManagedEnvSetting(_) => "ManagedEnvSetting",
             BuildError::NoNamespace => "NoNamespace",
+            BuildError::ExternalRedis(e) => e.reason(),
+            BuildError::NameTooLongForSentinel(_) => "InvalidName",
         }
     }
 }
@@ -167,10 +198,18 @@ impl BuildError {
 /// Every object one ChatRoom becomes, in the order they are applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Children {
-    /// Headless Service `<room>-redis`.
-    pub redis_service: Service,
-    /// StatefulSet `<room>-redis`.
-    pub redis: StatefulSet,
+    /// Headless Service `<room>-redis`; none with `spec.redis.external`.
+    pub redis_service: Option<Service>,
+    /// StatefulSet `<room>-redis`; none with `spec.redis.external`.
+    pub redis: Option<StatefulSet>,
+    /// PodDisruptionBudget `<room>-redis`, with `spec.redis.sentinel`.
+    pub redis_pdb: Option<PodDisruptionBudget>,
+    /// Headless Service `<room>-sentinel`, with `spec.redis.sentinel`.
+    pub sentinel_service: Option<Service>,
+    /// StatefulSet `<room>-sentinel`, with `spec.redis.sentinel`.
+    pub sentinel: Option<StatefulSet>,
+    /// PodDisruptionBudget `<room>-sentinel`, with `spec.redis.sentinel`.
+    pub sentinel_pdb: Option<PodDisruptionBudget>,
     /// Service `<room>`.
     pub service: Service,
     /// Deployment `<room>`.
@@ -188,8 +227,10 @@ pub struct Children {
 pub enum Component {
     /// The chat server pods and what fronts them.
     Server,
-    /// The Redis pod and its Service.
+    /// The Redis pod(s) and their Service.
     Redis,
+    /// The Sentinels of a Sentinel-managed Redis.
+    Sentinel,
 }
 
 impl Component {
@@ -197,6 +238,7 @@ impl Component {
         match self {
             Component::Server => "server",
             Component::Redis => "redis",
+            Component::Sentinel => "sentinel",
         }
     }
 }
@@ -286,6 +328,11 @@ pub fn build(room: &ChatRoom, images: &Images) -> Result<Children, BuildError> {
     {
         return Err(BuildError::ManagedEnvSetting(env.name.clone()));
     }
+    external::validate(&room.spec.redis)?;
+    let sentinel = room.spec.redis.sentinel.as_ref();
+    if sentinel.is_some() && name.len() > MAX_SENTINEL_ROOM_NAME {
+        return Err(BuildError::NameTooLongForSentinel(name));
+    }
     let server_resources = room
         .spec
         .resources
@@ -300,9 +347,16 @@ pub fn build(room: &ChatRoom, images: &Images) -> Result<Children, BuildError> {
         return Err(BuildError::AutoscalingNeedsCpuRequest);
     }
 
+    let bundled = room.spec.redis.external.is_none();
     Ok(Children {
-        redis_service: redis_service(room),
-        redis: redis_statefulset(room, images),
+        redis_service: bundled.then(|| redis_service(room)),
+        redis: bundled.then(|| redis_statefulset(room, images)),
+        redis_pdb: sentinel
+            .map(|_| one_at_a_time(room, redis_name(&room.name_any()), Component::Redis)),
+        sentinel_service: sentinel.map(|_| sentinel_service(room)),
+        sentinel: sentinel.map(|s| sentinel_statefulset(room, images, s)),
+        sentinel_pdb: sentinel
+            .map(|_| one_at_a_time(room, sentinel_name(&room.name_any()), Component::Sentinel)),
         service: server_service(room),
         deployment: server_deployment(room, images, server_resources),
         pdb: (min_server_replicas(room) > 1).then(|| pdb(room)),

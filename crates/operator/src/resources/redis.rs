@@ -1,5 +1,6 @@
 //! The bundled Redis: its StatefulSet (optionally persistent, append-only) and headless
-//! Service.
+//! Service; with `spec.redis.sentinel` the same StatefulSet holds the Sentinel-managed
+//! data pods (see [`super::sentinel`]).
 
 use super::*;
 
@@ -17,6 +18,8 @@ pub(super) fn redis_service(room: &ChatRoom) -> Service {
         metadata: meta(room, redis_name(&name), Component::Redis),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
+            // with Sentinels, the data pods find each other by name before they are ready
+            publish_not_ready_addresses: room.spec.redis.sentinel.as_ref().map(|_| true),
             selector: Some(selector_labels(&name, Component::Redis)),
             ports: Some(vec![ServicePort {
                 name: Some("redis".into()),
@@ -71,11 +74,29 @@ pub(super) fn redis_statefulset(room: &ChatRoom, images: &Images) -> StatefulSet
         ..Probe::default()
     };
 
+    // with Sentinels a start-up script decides whether the pod is master or replica
+    let (command, args, env) = match &redis.sentinel {
+        None => (None, Some(args), env),
+        Some(sentinel) => {
+            let mut env = script_env(room, sentinel);
+            env.push(super::env(
+                "APPENDONLY",
+                if persistent { "yes" } else { "no" },
+            ));
+            (
+                Some(vec!["sh".into(), "-c".into(), data_script()]),
+                None,
+                env,
+            )
+        }
+    };
+
     let container = Container {
         name: "redis".into(),
         image: Some(redis.image.clone().unwrap_or_else(|| images.redis.clone())),
         image_pull_policy: room.spec.image_pull_policy.map(|p| p.as_str().to_string()),
-        args: Some(args),
+        command,
+        args,
         env: (!env.is_empty()).then_some(env),
         ports: Some(vec![ContainerPort {
             name: Some("redis".into()),
@@ -137,7 +158,7 @@ pub(super) fn redis_statefulset(room: &ChatRoom, images: &Images) -> StatefulSet
     StatefulSet {
         metadata: meta(room, redis_name(&name), Component::Redis),
         spec: Some(StatefulSetSpec {
-            replicas: Some(1),
+            replicas: Some(redis.sentinel.as_ref().map_or(1, |s| s.replicas)),
             service_name: Some(redis_name(&name)),
             selector: LabelSelector {
                 match_labels: Some(selector),
@@ -150,6 +171,10 @@ pub(super) fn redis_statefulset(room: &ChatRoom, images: &Images) -> StatefulSet
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    affinity: redis
+                        .sentinel
+                        .as_ref()
+                        .map(|_| spread_over_nodes(&name, Component::Redis)),
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     security_context: Some(pod_security(REDIS_UID)),

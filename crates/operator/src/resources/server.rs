@@ -15,14 +15,25 @@ pub(super) fn default_server_resources() -> ResourceRequirements {
 /// The chat server's environment: every `HUBBUB_*` setting the spec maps to.
 pub fn server_env(room: &ChatRoom) -> Vec<EnvVar> {
     let spec = &room.spec;
-    let mut vars = vec![
-        env("HUBBUB_BIND", format!("0.0.0.0:{SERVER_PORT}")),
-        env(
-            "HUBBUB_REDIS_URL",
-            format!("redis://{}:{REDIS_PORT}/0", redis_name(&room.name_any())),
-        ),
-    ];
-    vars.extend(secret_env("HUBBUB_REDIS_PASSWORD", room));
+    let mut vars = vec![env("HUBBUB_BIND", format!("0.0.0.0:{SERVER_PORT}"))];
+    match (&spec.redis.external, &spec.redis.sentinel) {
+        (Some(external), _) => vars.extend(external_redis_env(external)),
+        (None, Some(sentinel)) => {
+            vars.push(env(
+                "HUBBUB_REDIS_SENTINELS",
+                sentinel_addresses(&room.name_any(), sentinel).join(","),
+            ));
+            vars.push(env("HUBBUB_REDIS_SENTINEL_MASTER", SENTINEL_MASTER_NAME));
+            vars.extend(secret_env("HUBBUB_REDIS_PASSWORD", room));
+        }
+        (None, None) => {
+            vars.push(env(
+                "HUBBUB_REDIS_URL",
+                format!("redis://{}:{REDIS_PORT}/0", redis_name(&room.name_any())),
+            ));
+            vars.extend(secret_env("HUBBUB_REDIS_PASSWORD", room));
+        }
+    }
     // Where the other replicas forward requests of this pod's sessions: its own IP.
     vars.push(EnvVar {
         name: "HUBBUB_ADVERTISE_IP".into(),

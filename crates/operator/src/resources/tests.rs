@@ -50,10 +50,15 @@ fn env_map(children: &Children) -> BTreeMap<String, Value> {
 fn minimal_room_gets_redis_server_service_and_pdb() {
     let c = build_ok(json!({}));
     assert_eq!(
-        c.redis_service.metadata.name.as_deref(),
+        c.redis_service
+            .as_ref()
+            .and_then(|s| s.metadata.name.as_deref()),
         Some("lobby-redis")
     );
-    assert_eq!(c.redis.metadata.name.as_deref(), Some("lobby-redis"));
+    assert_eq!(
+        c.redis.as_ref().and_then(|s| s.metadata.name.as_deref()),
+        Some("lobby-redis")
+    );
     assert_eq!(c.service.metadata.name.as_deref(), Some("lobby"));
     assert_eq!(c.deployment.metadata.name.as_deref(), Some("lobby"));
     // default 2 replicas: a PDB, no ingress, no HPA
@@ -72,8 +77,8 @@ fn every_child_is_labelled_namespaced_and_controller_owned() {
         "autoscaling": {"minReplicas": 2, "maxReplicas": 5}
     }));
     let metas = [
-        &c.redis_service.metadata,
-        &c.redis.metadata,
+        &c.redis_service.as_ref().expect("redis service").metadata,
+        &c.redis.as_ref().expect("redis").metadata,
         &c.service.metadata,
         &c.deployment.metadata,
         &c.pdb.as_ref().expect("pdb").metadata,
@@ -351,7 +356,7 @@ fn service_has_type_ports_and_annotations() {
 #[test]
 fn redis_is_ephemeral_without_storage() {
     let c = build_ok(json!({}));
-    let sts = json_of(&c.redis);
+    let sts = json_of(c.redis.as_ref().expect("redis"));
     assert_eq!(sts["spec"]["replicas"], json!(1));
     assert_eq!(sts["spec"]["serviceName"], json!("lobby-redis"));
     assert!(sts["spec"].get("volumeClaimTemplates").is_none());
@@ -389,7 +394,7 @@ fn redis_is_ephemeral_without_storage() {
         json!(true)
     );
     assert_eq!(ctr["resources"]["limits"]["memory"], json!("256Mi"));
-    let svc = json_of(&c.redis_service);
+    let svc = json_of(c.redis_service.as_ref().expect("redis service"));
     assert_eq!(svc["spec"]["clusterIP"], json!("None"));
     assert_eq!(svc["spec"]["ports"][0]["port"], json!(6379));
 }
@@ -401,7 +406,7 @@ fn redis_with_storage_and_password_persists_and_authenticates() {
         "storage": {"size": "2Gi", "storageClassName": "fast"},
         "existingSecret": {"name": "rp", "key": "pw"}
     }}));
-    let sts = json_of(&c.redis);
+    let sts = json_of(c.redis.as_ref().expect("redis"));
     let claim = &sts["spec"]["volumeClaimTemplates"][0];
     assert_eq!(claim["metadata"]["name"], json!("data"));
     assert_eq!(
