@@ -2,16 +2,21 @@
 # Observability tests: the chart's Grafana dashboard and alerting rules
 # (charts/hubbub/files/). promtool checks the rules and runs their unit tests; the
 # dashboard must load into Grafana's dashboard model; every query and rule runs in a real
-# Prometheus scraping a real hubbub-server (with a private redis-server) and
-# hubbub-operator on loopback, and every metric name must be in their /metrics output.
-# Tools: Debian's prometheus (promtool, prometheus) and redis-server; Python packages
-# pinned in tests/observability/requirements.txt, in tests/observability/.venv.
+# Prometheus scraping real hubbub-server replicas (two on a private redis-server, one of
+# them forwarding the other's requests; two on a private rabbitmq-server node alone, with a
+# broker outage) and hubbub-operator on loopback, and every metric name must be in their
+# /metrics output.
+# Tools: Debian's prometheus (promtool, prometheus), redis-server and rabbitmq-server;
+# Python packages pinned in tests/observability/requirements.txt, in tests/observability/.venv.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib.sh
 
 ensure_apt python3 python3
 ensure_apt redis-server redis-server
+# The test starts a private node; RUNLEVEL=1 keeps the package's install from starting the
+# system service, which is never used.
+RUNLEVEL=1 ensure_apt rabbitmq-server rabbitmq-server
 ensure_apt prometheus promtool
 # Debian's package may start its services where an init system runs; only the binaries
 # are used here, so stop what the package started (and nothing else).

@@ -197,7 +197,13 @@ async function handle(cmd) {
         return {
           ok: true,
           ms: Date.now() - started,
-          sockets: sockets.map((s) => ({ id: s.id, rooms: [...s.rooms], auth: s.handshake && s.handshake.auth })),
+          sockets: sockets.map((s) => ({
+            id: s.id,
+            rooms: [...s.rooms],
+            auth: s.handshake && s.handshake.auth,
+            handshake: s.handshake,
+            data: s.data,
+          })),
         };
       } catch (e) {
         return { ok: false, ms: Date.now() - started, error: String(e && e.message) };

@@ -345,6 +345,17 @@ test("development mode: all_sockets and every socket event, in the UI's shapes",
     );
     const [, , , received] = ev.find(([e, , id, args]) => e === "event_received" && id === c.id && args[0] === "join");
     assert.deepEqual(received, ["join", "dev"]);
+    // The chat keeps the nickname in socket.data: the UI is told, as the Node package's
+    // socket.data proxy tells it, and a dashboard connecting later lists it.
+    await until(admin, "socket_updated", () => ev.some(([e, u]) => e === "socket_updated" && u.id === c.id && u.data));
+    const [, updated] = ev.find(([e, u]) => e === "socket_updated" && u.id === c.id && u.data);
+    assert.deepEqual(updated, { id: c.id, nsp: "/", data: { name: "dev" } });
+    const later = await dashboard(server.url, { username: USER, password: PASSWORD });
+    sockets.push(later);
+    await until(later, "all_sockets", () => later.got.all_sockets.length === 1);
+    const listed = later.got.all_sockets[0][0].find((s) => s.id === c.id);
+    assert.deepEqual(listed.data, { name: "dev" });
+    assert.deepEqual(later.got.all_sockets[0][0].find((s) => s.id === early.id).data, {}, "no join, no data");
 
     admin.emit("join", "/", "vip", c.id);
     await until(admin, "room_joined", () => ev.some(([e, , room, id]) => e === "room_joined" && room === "vip" && id === c.id));
@@ -360,6 +371,40 @@ test("development mode: all_sockets and every socket event, in the UI's shapes",
     assert.equal(reason, "client namespace disconnect");
     assert.match(when, /Z$/);
     assert.ok(!ev.some(([e, nsp]) => (e === "event_received" || e === "event_sent") && nsp === "/admin"));
+  } finally {
+    for (const s of sockets) s.close();
+    await server.stop();
+  }
+});
+
+test("development mode: socket_updated with transport websocket when a polling client upgrades", async () => {
+  const server = await startServer(SERVER, [...AUTH_FLAGS, "--admin-mode", "development"]);
+  const sockets = [];
+  try {
+    const admin = await dashboard(server.url, { username: USER, password: PASSWORD });
+    sockets.push(admin);
+    await until(admin, "all_sockets", () => admin.got.all_sockets.length === 1);
+    const ev = admin.got.events;
+    // The official client's default: polling first, then the WebSocket probe and upgrade.
+    const c = await connect(server.url, { transports: ["polling", "websocket"] }, (s) => {
+      s.upgraded = new Promise((resolve) => s.io.on("open", () => s.io.engine.once("upgrade", resolve)));
+    });
+    sockets.push(c);
+    await c.upgraded;
+    assert.equal(c.io.engine.transport.name, "websocket");
+    await until(admin, "socket_connected", () => ev.some(([e, s]) => e === "socket_connected" && s.id === c.id));
+    const [, connected] = ev.find(([e, s]) => e === "socket_connected" && s.id === c.id);
+    assert.equal(connected.transport, "polling", "the CONNECT arrived over polling, before the upgrade");
+    await until(admin, "socket_updated", () =>
+      ev.some(([e, u]) => e === "socket_updated" && u.id === c.id && u.transport),
+    );
+    const updates = ev.filter(([e, u]) => e === "socket_updated" && u.id === c.id && u.transport);
+    assert.deepEqual(updates, [["socket_updated", { id: c.id, nsp: "/", transport: "websocket" }]]);
+    // A dashboard connecting now lists the socket on its new transport.
+    const later = await dashboard(server.url, { username: USER, password: PASSWORD });
+    sockets.push(later);
+    await until(later, "all_sockets", () => later.got.all_sockets.length === 1);
+    assert.equal(later.got.all_sockets[0][0].find((s) => s.id === c.id).transport, "websocket");
   } finally {
     for (const s of sockets) s.close();
     await server.stop();
@@ -486,6 +531,76 @@ test("two replicas on Redis: stats from both server ids, commands reach the othe
     const onTwo = await dashboard(two.url, { sessionId });
     sockets.push(onTwo);
     await until(onTwo, "config", () => onTwo.got.config.length === 1);
+  } finally {
+    for (const s of sockets) s.close();
+    await Promise.all([one.stop(), two.stop()]);
+    await redis.stop();
+  }
+});
+
+test("two replicas on Redis, development mode: the other replica's sockets in full (handshake, transport, data, rooms) and its socket_updated", async () => {
+  const redis = await startRedis();
+  const flags = [...AUTH_FLAGS, "--admin-mode", "development", "--redis-url", redis.url];
+  const one = await startServer(SERVER, flags);
+  const two = await startServer(SERVER, flags);
+  const sockets = [];
+  try {
+    await Promise.all([ready(one.url), ready(two.url)]);
+    const admin = await dashboard(one.url, { username: USER, password: PASSWORD });
+    sockets.push(admin);
+    await until(admin, "all_sockets", () => admin.got.all_sockets.length === 1);
+    const ev = admin.got.events;
+
+    // A chat client on replica two: polling, then the upgrade, then a join.
+    const remote = await connect(
+      two.url,
+      { transports: ["polling", "websocket"], query: { room: "far" }, extraHeaders: { "x-test": "two" } },
+      (s) => {
+        s.upgraded = new Promise((resolve) => s.io.on("open", () => s.io.engine.once("upgrade", resolve)));
+      },
+    );
+    sockets.push(remote);
+    await remote.upgraded;
+    // Replica two's reports reach the dashboard on replica one through Redis.
+    await until(admin, "socket_updated", () =>
+      ev.some(([e, u]) => e === "socket_updated" && u.id === remote.id && u.transport === "websocket"),
+      10000,
+    );
+    await remote.emitWithAck("join", "faraway");
+    await until(admin, "socket_updated", () =>
+      ev.some(([e, u]) => e === "socket_updated" && u.id === remote.id && u.data?.name === "faraway"),
+      10000,
+    );
+    admin.emit("join", "/", "vip", remote.id);
+    await until(admin, "room_joined", () => ev.some(([e, , room, id]) => e === "room_joined" && room === "vip" && id === remote.id), 10000);
+
+    // A dashboard opening on replica one now lists the socket of replica two like a local one.
+    const later = await dashboard(one.url, { username: USER, password: PASSWORD });
+    sockets.push(later);
+    await until(later, "all_sockets", () => later.got.all_sockets.length === 1, 10000);
+    const all = later.got.all_sockets[0][0];
+    const far = all.find((s) => s.id === remote.id);
+    assert.ok(far, JSON.stringify(all));
+    assert.equal(far.nsp, "/");
+    assert.equal(far.transport, "websocket");
+    assert.equal(typeof far.clientId, "string");
+    assert.equal(far.clientId.length, 12);
+    assert.deepEqual(far.data, { name: "faraway" }, "the application's data, without the _admin field");
+    assert.deepEqual([...far.rooms].sort(), [remote.id, "vip"].sort());
+    assert.equal(far.handshake.address, "127.0.0.1");
+    assert.equal(far.handshake.headers.host, `127.0.0.1:${two.port}`);
+    assert.equal(far.handshake.headers["x-test"], "two");
+    assert.equal(far.handshake.query.room, "far");
+    assert.equal(far.handshake.query.transport, "polling", "the handshake request was a polling one");
+    assert.match(far.handshake.time, /^\d{4}-\d\d-\d\dT/);
+    assert.equal(typeof far.handshake.issued, "number");
+    assert.ok(far.handshake.issued > 0);
+    assert.equal(far.handshake.url.startsWith("/socket.io/"), true);
+    assert.ok(!("auth" in far.handshake), "the CONNECT payload is never shown");
+    // The same fields as a socket of replica one serializes with.
+    const near = all.find((s) => s.id === later.id);
+    assert.deepEqual(Object.keys(far).sort(), Object.keys(near).sort());
+    assert.deepEqual(Object.keys(far.handshake).sort(), Object.keys(near.handshake).sort());
   } finally {
     for (const s of sockets) s.close();
     await Promise.all([one.stop(), two.stop()]);

@@ -113,7 +113,7 @@ def build() -> dict:
     L.row("Overview")
     L.panel(stat, "Clients connected", "Engine.IO connections open on the selected ChatRooms, all transports.", [(f"sum(hubbub_connections_open{{{S}}})", "")], "short", w=4, h=4)
     L.panel(stat, "Replicas scraped", "Server replicas Prometheus scrapes successfully now.", [(f'sum(up{{{S}, app_kubernetes_io_component="server"}})', "")], "short", w=4, h=4, steps=thresholds("red", (1, "green")))
-    L.panel(stat, "Back-end link", "Lowest Redis link state of any replica and connection: up when every replica reaches Redis.", [(f"min(hubbub_redis_connected{{{S}}})", "")], "short", w=4, h=4, steps=thresholds("red", (1, "green")), mappings=UP_DOWN)
+    L.panel(stat, "Back-end link", "Lowest back-end link state of any replica: up when every replica reaches its Redis (every connection) and its RabbitMQ.", [(f"min(hubbub_redis_connected{{{S}}} or hubbub_amqp_connected{{{S}}})", "")], "short", w=4, h=4, steps=thresholds("red", (1, "green")), mappings=UP_DOWN)
     L.panel(stat, "Deliveries /s", "Packets written to clients per second.", [(f"sum(rate(hubbub_packets_sent_total{{{S}}}[{RI}]))", "")], "pps", w=4, h=4)
     L.panel(stat, "Rejected events /s", "Client events refused (any reason) per second.", [(f"sum(rate(hubbub_events_rejected_total{{{S}}}[{RI}]))", "")], "short", w=4, h=4, steps=thresholds("green", (1, "orange"), (10, "red")))
     L.panel(stat, "ChatRooms not Ready", "ChatRooms whose Ready condition is not True, counted by the operator (all namespaces).", [('sum(hubbub_operator_chatrooms{condition="not_ready"})', "")], "short", w=4, h=4, steps=thresholds("green", (1, "red")))
@@ -148,9 +148,11 @@ def build() -> dict:
     L.panel(ts, "Redis link state", "1 while a replica's Redis connection (commands, subscriber) is up; 0 while it retries.", [(f"min by (pod, connection) (hubbub_redis_connected{{{S}}})", "{{pod}} {{connection}}")], "short", steps=thresholds("red", (1, "green")), mappings=UP_DOWN)
     L.panel(ts, "RabbitMQ link state", "1 while a replica's RabbitMQ connection is up (RabbitMQ back end only).", [(f"min by (pod) (hubbub_amqp_connected{{{S}}})", "{{pod}}")], "short", steps=thresholds("red", (1, "green")), mappings=UP_DOWN)
     L.panel(ts, "Reconnects", "Back-end reconnections after a lost connection, per hour; Redis master changes (Sentinel failovers followed).", [(f"sum by (pod, connection) (increase(hubbub_redis_reconnects_total{{{S}}}[1h]))", "redis {{pod}} {{connection}}"), (f"sum by (pod) (increase(hubbub_amqp_reconnects_total{{{S}}}[1h]))", "amqp {{pod}}"), (f"sum by (pod) (increase(hubbub_redis_master_changes_total{{{S}}}[1h]))", "redis master changed {{pod}}")], "short")
-    L.panel(ts, "Pub/sub lag", "PUBLISH-to-receipt time of broadcasts between replicas; the alert fires above 500 ms at p99.", [
-        (f"histogram_quantile(0.5, sum by (le) (rate(hubbub_redis_pubsub_lag_seconds_bucket{{{S}}}[{RI}])))", "p50"),
-        (f"histogram_quantile(0.99, sum by (le) (rate(hubbub_redis_pubsub_lag_seconds_bucket{{{S}}}[{RI}])))", "p99"),
+    L.panel(ts, "Pub/sub lag", "Publish-to-receipt time of broadcasts between replicas, through Redis or RabbitMQ; the alert fires above 500 ms at p99.", [
+        (f"histogram_quantile(0.5, sum by (le) (rate(hubbub_redis_pubsub_lag_seconds_bucket{{{S}}}[{RI}])))", "redis p50"),
+        (f"histogram_quantile(0.99, sum by (le) (rate(hubbub_redis_pubsub_lag_seconds_bucket{{{S}}}[{RI}])))", "redis p99"),
+        (f"histogram_quantile(0.5, sum by (le) (rate(hubbub_amqp_lag_seconds_bucket{{{S}}}[{RI}])))", "amqp p50"),
+        (f"histogram_quantile(0.99, sum by (le) (rate(hubbub_amqp_lag_seconds_bucket{{{S}}}[{RI}])))", "amqp p99"),
     ], "s", steps=thresholds("green", (0.5, "red")))
     L.panel(ts, "Redis commands and errors", "Redis commands per second by operation, and failed ones.", [(f"sum by (op) (rate(hubbub_redis_commands_total{{{S}}}[{RI}]))", "{{op}}"), (f"sum by (op) (rate(hubbub_redis_command_errors_total{{{S}}}[{RI}]))", "errors {{op}}")], "ops")
     L.panel(ts, "Pub/sub messages", "Messages published to and received from the back end, by kind; dropped and lost ones.", [
@@ -161,6 +163,8 @@ def build() -> dict:
         (f"sum by (kind) (rate(hubbub_amqp_published_total{{{S}}}[{RI}]))", "amqp published {{kind}}"),
         (f"sum by (kind) (rate(hubbub_amqp_received_total{{{S}}}[{RI}]))", "amqp received {{kind}}"),
         (f"sum(rate(hubbub_amqp_publish_failures_total{{{S}}}[{RI}]))", "amqp publish failures"),
+        (f"sum(rate(hubbub_amqp_publish_dropped_total{{{S}}}[{RI}]))", "amqp publish dropped"),
+        (f"sum(rate(hubbub_amqp_receive_lost_total{{{S}}}[{RI}]))", "amqp receive lost"),
     ], "ops")
 
     L.row("Connection-state recovery and forwarding")

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Draws docs/dashboard-preview.png: every panel of charts/hubbub/files/hubbub-dashboard.json,
 in the dashboard's grid layout, with its own queries evaluated by a real Prometheus that
-scraped a real hubbub-server (with Redis) and hubbub-operator during a run of chat traffic
+scraped real hubbub-server replicas (on Redis, and on RabbitMQ alone) and hubbub-operator
+during a run of chat traffic
 (conftest.start_stack and drive_traffic, the same as the tests use).
 
 Not a Grafana screenshot: Grafana is not installable here. Titles, units, legends and

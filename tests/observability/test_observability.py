@@ -1,7 +1,8 @@
 """Tests of hubbub's Grafana dashboard and alerting rules (charts/hubbub/files/) with the
 real tools: promtool (check and unit tests), Grafana's dashboard model (the
 grafana-foundation-sdk package), a real Prometheus evaluating every query and rule against
-a real hubbub-server (with Redis) and hubbub-operator, and their real /metrics output.
+real hubbub-server replicas (two on Redis, forwarding each other's requests; two on RabbitMQ
+alone) and a hubbub-operator, and their real /metrics output.
 
 Run through scripts/test.d/50-observability.sh, which installs the tools and builds the
 binaries.
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import conftest
 import dashboard as dashboard_source
 from conftest import DASHBOARD, ROOT, RULES, tool
 
@@ -24,23 +26,19 @@ HERE = Path(__file__).parent
 RULES_TESTS = HERE / "hubbub.rules.test.yaml"
 OPERATIONS = ROOT / "docs" / "operations.md"
 
-# Metrics the dashboard and the rules already use but that no hubbub binary exports yet:
-# the RabbitMQ back end is being added
-# in parallel. Each name here is exempt from "exists in /metrics"; the test fails as soon
-# as one of them appears in the real output, so that it is removed from this list the
-# moment its metric lands.
-PENDING_METRICS = {
-    "hubbub_amqp_connected",
-    "hubbub_amqp_reconnects_total",
-    "hubbub_amqp_published_total",
-    "hubbub_amqp_received_total",
-    "hubbub_amqp_publish_failures_total",
-}
+# Metrics the dashboard and the rules may use before a binary exports them (a back end
+# being added in parallel): exempt from "exists in /metrics", and the test fails as soon as
+# one appears in the real output. Empty: every name the dashboard and the rules use is
+# checked against a live server (the RabbitMQ ones against the `relay` replicas, the
+# forwarding ones against a replica that really forwarded).
+PENDING_METRICS: set[str] = set()
 # Series Prometheus itself makes for every target (not in any /metrics output).
 PROMETHEUS_SERIES = {"up"}
 # Exported metrics the dashboard deliberately leaves out (not worth a panel).
 # hubbub_tasks_alive: a leak detector for soaks (docs/reliability.md), not an operations panel.
-NOT_ON_THE_DASHBOARD = {"process_start_time_seconds", "process_threads", "process_virtual_memory_bytes", "hubbub_tasks_alive"}
+# hubbub_amqp_peers: the replicas a RabbitMQ replica hears; "Replicas scraped" shows the
+# same from Prometheus' side, and a replica cut off from the broker shows as link down.
+NOT_ON_THE_DASHBOARD = {"process_start_time_seconds", "process_threads", "process_virtual_memory_bytes", "hubbub_tasks_alive", "hubbub_amqp_peers"}
 # Label names the binaries may use: all from small fixed sets (README, Operations).
 SERVER_LABEL_NAMES = {"transport", "reason", "event", "connection", "op", "kind", "result", "shard", "le"}
 OPERATOR_LABEL_NAMES = {"result", "reason", "condition", "le"}
@@ -262,7 +260,7 @@ def test_every_dashboard_expression_parses_with_promtool(tmp_path):
 
 
 def test_every_metric_name_exists_in_the_real_metrics_output(stack):
-    server = exported_names(stack.metrics(stack.server))
+    server = set().union(*(exported_names(stack.metrics(a)) for a in stack.servers + stack.relays))
     operator = exported_names(stack.metrics(stack.operator))
     exported = server | operator
     landed = PENDING_METRICS & exported
@@ -302,7 +300,7 @@ def test_template_variables_find_the_namespace_and_the_chatroom(stack):
 
     variables = {v["name"]: v for v in load_dashboard()["templating"]["list"]}
     assert label_values(variables["namespace"]["query"]["query"]) == ["chat"]
-    assert label_values(variables["chatroom"]["query"]["query"]) == ["lobby"]
+    assert label_values(variables["chatroom"]["query"]["query"]) == ["lobby", "relay"]
 
 
 def test_prometheus_loads_and_evaluates_every_rule(stack):
@@ -319,12 +317,13 @@ def test_prometheus_loads_and_evaluates_every_rule(stack):
 
 def test_labels_come_from_small_fixed_sets_and_the_series_count_is_documented(stack):
     server_text, operator_text = stack.metrics(stack.server), stack.metrics(stack.operator)
-    for text, allowed in [(server_text, SERVER_LABEL_NAMES), (operator_text, OPERATOR_LABEL_NAMES)]:
+    relay_text = stack.metrics(stack.relays[0])
+    for text, allowed in [(server_text, SERVER_LABEL_NAMES), (relay_text, SERVER_LABEL_NAMES), (operator_text, OPERATOR_LABEL_NAMES)]:
         labels = re.findall(r'(\w+)="([^"]*)"', "\n".join(l for l in text.splitlines() if not l.startswith("#")))
         assert {name for name, _ in labels} <= allowed
         values = {value for _, value in labels}
         # the traffic's nicknames and texts never become label values
-        assert not {v for v in values if re.search(r"^user\d$|sleepy|flooder|during-outage|message \d|spam|not stored|before join", v)}
+        assert not {v for v in values if re.search(r"^user\d$|sleepy|flooder|during-outage|forwarded|message \d|spam|not stored|not relayed|before join", v)}
         per_label: dict[str, set[str]] = {}
         for name, value in labels:
             per_label.setdefault(name, set()).add(value)
@@ -334,3 +333,66 @@ def test_labels_come_from_small_fixed_sets_and_the_series_count_is_documented(st
     assert documented, "docs/operations.md does not state the series count per replica"
     assert series <= int(documented.group(1)), f"a replica exports {series} series, more than documented"
     print(f"\nseries per replica after the traffic: {series} (documented bound {documented.group(1)})")
+    relay_series = len([l for l in relay_text.splitlines() if l and not l.startswith("#")])
+    documented = re.search(r"on RabbitMQ alone exports at most\s+\*\*(\d+) series\*\*", OPERATIONS.read_text())
+    assert documented, "docs/operations.md does not state the series count of a RabbitMQ replica"
+    assert relay_series <= int(documented.group(1)), f"a RabbitMQ replica exports {relay_series} series, more than documented"
+    print(f"series of a RabbitMQ replica after the traffic: {relay_series} (documented bound {documented.group(1)})")
+
+
+# ---------------------------------------------------------------------------------------
+# The RabbitMQ and forwarding metrics, against what the traffic did.
+
+
+def samples(text: str) -> dict[str, float]:
+    """`name{labels}` -> value of every sample in a /metrics text."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def test_forwarding_metrics_count_what_the_non_owner_forwarded(stack):
+    """exercise_forwarding drove a session of the first replica through the second: a POST,
+    GETs and a WebSocket upgrade forwarded, and an id of no live replica refused."""
+    owner, forwarder = (samples(stack.metrics(a)) for a in stack.servers)
+    for kind in ("poll_get", "poll_post", "upgrade"):
+        assert forwarder[f'hubbub_forwarded_requests_total{{kind="{kind}"}}'] >= 1, kind
+        # the chat traffic never crosses replicas: the owner forwarded nothing
+        assert owner[f'hubbub_forwarded_requests_total{{kind="{kind}"}}'] == 0, kind
+    assert forwarder['hubbub_forward_failures_total{reason="owner_unknown"}'] >= 1
+    assert forwarder["hubbub_forward_duration_seconds_count"] >= 2  # the POST and a GET at least
+    assert owner["hubbub_forward_duration_seconds_count"] == 0
+    for reason in ("unreachable", "timeout", "broken"):
+        assert forwarder[f'hubbub_forward_failures_total{{reason="{reason}"}}'] == 0, reason
+    # and Prometheus has the non-owner's series under its pod
+    scraped = stack.query('sum by (pod) (hubbub_forwarded_requests_total{kind="upgrade"}) >= 1')["result"]
+    assert [r["metric"]["pod"] for r in scraped] == [conftest.REPLICAS[1]]
+
+
+def test_amqp_metrics_follow_the_relay_replicas_and_the_broker_outage(stack):
+    """The two `relay` replicas on RabbitMQ alone chatted (cross-replica broadcasts), lost
+    the broker for a few seconds (a message's broadcast could not be published) and
+    reconnected by themselves."""
+    for address in stack.relays:
+        m = samples(stack.metrics(address))
+        assert m["hubbub_amqp_connected"] == 1
+        assert m["hubbub_amqp_reconnects_total"] >= 1
+        assert m['hubbub_amqp_published_total{kind="broadcast"}'] >= 1
+        assert m['hubbub_amqp_published_total{kind="heartbeat"}'] >= 1
+        assert m['hubbub_amqp_received_total{kind="broadcast"}'] >= 1
+        assert m["hubbub_amqp_lag_seconds_count"] >= 1
+        assert m["hubbub_amqp_peers"] == 1
+        # exported, and 0: nothing was refused by a live connection
+        assert m["hubbub_amqp_publish_failures_total"] == 0
+        assert not any(k.startswith("hubbub_redis_") for k in m), "a RabbitMQ-only replica has no Redis metrics"
+    first = samples(stack.metrics(stack.relays[0]))
+    # the message sent during the outage: its broadcast was dropped, not queued
+    assert first["hubbub_amqp_publish_dropped_total"] >= 1
+    # Prometheus saw the link go down and come back on both relay replicas
+    down = stack.query("min_over_time(hubbub_amqp_connected[10m]) == 0")["result"]
+    assert sorted(r["metric"]["pod"] for r in down) == sorted(conftest.RELAYS)
+    up = stack.query("hubbub_amqp_connected == 1")["result"]
+    assert sorted(r["metric"]["pod"] for r in up) == sorted(conftest.RELAYS)

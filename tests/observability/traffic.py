@@ -117,7 +117,9 @@ def slow_consumer(base: str, stop: threading.Event) -> Session:
 def run(bases: list[str], seconds: float, chatters: int = 4, pause: float = 0.05, burst: int = 40, during=None) -> None:
     """Runs the traffic for ``seconds``, the chatters spread over the replicas ``bases``
     (the others go to the first); ``during(elapsed_fraction)`` is called about once a
-    second from the calling thread (e.g. to stop and restart Redis mid-run)."""
+    second from the calling thread (e.g. to stop and restart Redis mid-run); while it
+    returns True (steps remain, e.g. because a restart took long) the traffic goes on past
+    ``seconds``, for at most as long again."""
     base = bases[0]
     stop = threading.Event()
     threads = [
@@ -129,9 +131,10 @@ def run(bases: list[str], seconds: float, chatters: int = 4, pause: float = 0.05
     not_joined(base)
     flood(base, burst)
     started = time.monotonic()
-    while (elapsed := time.monotonic() - started) < seconds:
+    pending = True
+    while (elapsed := time.monotonic() - started) < seconds or (pending and during and elapsed < 2 * seconds):
         if during:
-            during(elapsed / seconds)
+            pending = bool(during(elapsed / seconds))
         stop.wait(1.0)
         if int(elapsed) % 7 == 3:
             not_joined(base)

@@ -169,6 +169,8 @@ impl AmqpAdapter {
                         id: s.id.to_string(),
                         rooms: s.rooms.iter().map(|r| r.to_string()).collect(),
                         auth: s.auth,
+                        handshake: s.handshake,
+                        data: s.data,
                     })
                     .collect();
                 self.send(
@@ -279,6 +281,8 @@ impl Adapter for AmqpAdapter {
                     id: Arc::from(s.id.as_str()),
                     rooms: rooms_of(&s.rooms),
                     auth: s.auth,
+                    handshake: s.handshake,
+                    data: s.data,
                 }));
             }
         }

@@ -42,11 +42,14 @@ use lapin::options::{
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 use parking_lot::{Mutex, RwLock};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -63,6 +66,15 @@ pub enum AmqpError {
     /// Metrics could not be registered.
     #[error("amqp metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// `--amqp-ca-file` cannot be used (unreadable, no PEM certificate, not with amqps).
+    #[error("invalid --amqp-ca-file (HUBBUB_AMQP_CA_FILE): {0}")]
+    CaFile(String),
+    /// The broker's TLS certificate is not trusted (or does not name the URL's host):
+    /// retrying with the same certificates will not help.
+    #[error(
+        "rabbitmq's tls certificate is not trusted for --amqp-url (HUBBUB_AMQP_URL); give the CA that signed it with --amqp-ca-file (HUBBUB_AMQP_CA_FILE): {0}"
+    )]
+    Untrusted(String),
     /// Not connected, or the publish queue is full; nothing was sent.
     #[error("rabbitmq unavailable: {0}")]
     Unavailable(&'static str),
@@ -99,6 +111,9 @@ pub struct AmqpSettings {
     /// AMQP heartbeat asked for when the URL does not say (`?heartbeat=`, default 10 s):
     /// how a broker that vanished without closing the socket is noticed.
     pub amqp_heartbeat_secs: u16,
+    /// PEM certificates trusted for `amqps://` besides the system's roots
+    /// (`--amqp-ca-file`, default none): the CA of a broker with a private certificate.
+    pub ca_pem: Option<String>,
 }
 
 impl AmqpSettings {
@@ -117,7 +132,31 @@ impl AmqpSettings {
             queue_max_length: 100_000,
             prefetch: 512,
             amqp_heartbeat_secs: 10,
+            ca_pem: None,
         }
+    }
+
+    /// The TLS settings of the connection: the extra trusted CA certificates, checked to
+    /// hold at least one PEM certificate and to go with an `amqps://` URL.
+    pub fn tls_config(&self) -> Result<OwnedTLSConfig, AmqpError> {
+        let Some(pem) = &self.ca_pem else {
+            return Ok(OwnedTLSConfig::default());
+        };
+        if !self.url.starts_with("amqps://") {
+            return Err(AmqpError::CaFile(
+                "only used with an amqps:// --amqp-url".into(),
+            ));
+        }
+        let certificates = count_pem_certificates(pem).map_err(AmqpError::CaFile)?;
+        if certificates == 0 {
+            return Err(AmqpError::CaFile(
+                "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+            ));
+        }
+        Ok(OwnedTLSConfig {
+            identity: None,
+            cert_chain: Some(pem.clone()),
+        })
     }
 
     /// The parsed URL, or an error naming the setting.
@@ -315,6 +354,8 @@ struct Peer {
 struct Inner {
     settings: AmqpSettings,
     uri: AMQPUri,
+    /// Extra trusted CA certificates for `amqps://` (from `AmqpSettings::tls_config`).
+    tls: OwnedTLSConfig,
     node_id: String,
     metrics: AmqpMetrics,
     ready: AtomicBool,
@@ -358,6 +399,22 @@ fn random_node_id() -> String {
         .collect()
 }
 
+/// How many certificates a PEM text holds, or why it cannot be read.
+pub fn count_pem_certificates(pem: &str) -> Result<usize, String> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .try_fold(0, |n, cert| cert.map(|_| n + 1))
+        .map_err(|e| format!("not PEM: {e}"))
+}
+
+/// The broker's certificate was refused by the TLS handshake. lapin hands the handshake's
+/// error over as an I/O error whose text is rustls's; `invalid peer certificate` is how
+/// rustls words every certificate verification failure (unknown issuer, wrong name,
+/// expired).
+fn untrusted(error: &lapin::Error) -> Option<String> {
+    let text = error.to_string();
+    text.contains("invalid peer certificate").then_some(text)
+}
+
 /// A refusal that retrying with the same URL cannot fix (credentials, vhost, permissions).
 fn refusal(error: &lapin::Error) -> Option<String> {
     let lapin::ErrorKind::ProtocolError(amqp) = error.kind() else {
@@ -393,11 +450,13 @@ impl AmqpLink {
         metrics: AmqpMetrics,
     ) -> Result<Self, AmqpError> {
         let uri = settings.uri()?;
+        let tls = settings.tls_config()?;
         let (publish_tx, publish_rx) = mpsc::channel(settings.publish_queue.max(1));
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             node_id: random_node_id(),
             uri,
+            tls,
             settings,
             metrics,
             ready: AtomicBool::new(false),
@@ -416,6 +475,9 @@ impl AmqpLink {
             Ok(Err(error)) => {
                 if let Some(why) = refusal(&error) {
                     return Err(AmqpError::Refused(why));
+                }
+                if let Some(why) = untrusted(&error) {
+                    return Err(AmqpError::Untrusted(why));
                 }
                 tracing::warn!(error = %describe(&error), "rabbitmq unreachable; retrying with back-off");
                 *inner.last_error.lock() = Some(describe(&error));
@@ -552,7 +614,14 @@ async fn open(inner: &Inner, number: u64) -> Result<Session, lapin::Error> {
     let s = &inner.settings;
     let properties = ConnectionProperties::default()
         .with_connection_name(format!("hubbub {}", inner.node_id).into());
-    let connection = Connection::connect_uri(inner.uri.clone(), properties).await?;
+    let runtime = lapin::runtime::default_runtime()?;
+    let connection = Connection::connect_uri_with_config(
+        inner.uri.clone(),
+        properties,
+        inner.tls.clone(),
+        runtime,
+    )
+    .await?;
     let channel = connection.create_channel().await?;
     let exchange = ExchangeDeclareOptions {
         durable: true,
@@ -1051,11 +1120,36 @@ mod tests {
         }
     }
 
+    #[test]
+    fn ca_certificates_go_with_amqps_and_must_be_pem_certificates() {
+        let pem = "-----BEGIN CERTIFICATE-----\nAAECAw==\n-----END CERTIFICATE-----\n";
+        assert_eq!(count_pem_certificates(pem), Ok(1));
+        assert_eq!(count_pem_certificates(&pem.repeat(2)), Ok(2));
+        assert_eq!(count_pem_certificates("no pem here"), Ok(0));
+        let mut s = AmqpSettings::new("amqps://rabbit.example/");
+        assert_eq!(s.tls_config().unwrap(), OwnedTLSConfig::default());
+        s.ca_pem = Some(pem.into());
+        assert_eq!(s.tls_config().unwrap().cert_chain.as_deref(), Some(pem));
+        s.ca_pem = Some(
+            "-----BEGIN CERTIFICATE REQUEST-----\nAA==\n-----END CERTIFICATE REQUEST-----\n".into(),
+        );
+        let e = s.tls_config().unwrap_err().to_string();
+        assert!(
+            e.contains("--amqp-ca-file (HUBBUB_AMQP_CA_FILE)") && e.contains("no PEM certificate"),
+            "{e}"
+        );
+        let mut plain = AmqpSettings::new("amqp://rabbit.example/");
+        plain.ca_pem = Some(pem.into());
+        let e = plain.tls_config().unwrap_err().to_string();
+        assert!(e.contains("only used with an amqps://"), "{e}");
+    }
+
     fn test_inner() -> (Arc<Inner>, Arc<Recorder>) {
         let settings = AmqpSettings::new("amqp://127.0.0.1:1/");
         let (publish_tx, _rx) = mpsc::channel(1);
         let inner = Arc::new(Inner {
             uri: settings.uri().unwrap(),
+            tls: OwnedTLSConfig::default(),
             settings,
             node_id: "me".into(),
             metrics: AmqpMetrics::register(&Registry::new()).unwrap(),

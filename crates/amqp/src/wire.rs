@@ -47,6 +47,12 @@ pub struct RemoteSocket {
     pub rooms: Vec<String>,
     /// Its CONNECT payload.
     pub auth: Value,
+    /// socket.io's `socket.handshake` without `auth` (absent from older replicas: `null`).
+    #[serde(default)]
+    pub handshake: Value,
+    /// socket.io's `socket.data` (absent from older replicas: `null`).
+    #[serde(default)]
+    pub data: Value,
 }
 
 /// One message between replicas.
@@ -304,6 +310,8 @@ mod tests {
                     id: "s1".into(),
                     rooms: vec!["s1".into(), "a".into()],
                     auth: json!({"token": "t"}),
+                    handshake: json!({"headers": {}, "issued": 1}),
+                    data: json!({"name": "ann"}),
                 }],
             },
             Body::Rooms {

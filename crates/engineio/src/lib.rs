@@ -65,6 +65,10 @@ pub trait Connection: Send + Sync + 'static {
     fn on_message(&self, msg: Message) -> Result<(), ProtocolViolation>;
     /// The session has closed; called exactly once.
     fn on_close(&self, reason: CloseReason);
+    /// The session moved to another transport (polling to WebSocket, once at most),
+    /// after the client's upgrade packet. Never called on the per-packet path; the
+    /// default does nothing.
+    fn on_upgrade(&self, _transport: Transport) {}
 }
 
 /// The application found a message that breaks its protocol.

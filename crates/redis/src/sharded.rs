@@ -29,7 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
@@ -109,23 +109,37 @@ fn random_request_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-/// What `fetchSockets()` on a Node peer gets for a hubbub socket (as with the classic adapter).
+/// What `fetchSockets()` on a peer (hubbub or Node) gets for a hubbub socket, as
+/// `@socket.io/redis-adapter` sends it: id, rooms, `socket.data`, and `socket.handshake`
+/// (`{headers, time, address, xdomain, secure, issued, url, query}`, credential headers
+/// redacted) with `auth`, the CONNECT payload.
 fn remote_socket(info: &SocketInfo) -> wire::RemoteSocket {
-    let mut handshake = Map::new();
-    handshake.insert("headers".into(), json!({}));
-    handshake.insert("time".into(), json!(""));
-    handshake.insert("address".into(), json!(""));
-    handshake.insert("xdomain".into(), json!(false));
-    handshake.insert("secure".into(), json!(false));
-    handshake.insert("issued".into(), json!(0));
-    handshake.insert("url".into(), json!(""));
-    handshake.insert("query".into(), json!({}));
+    let mut handshake = match &info.handshake {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
     handshake.insert("auth".into(), info.auth.clone());
     wire::RemoteSocket {
         id: info.id.to_string(),
         handshake: Value::Object(handshake),
         rooms: info.rooms.iter().map(|r| r.to_string()).collect(),
-        data: json!({}),
+        data: info.data.clone(),
+    }
+}
+
+/// A socket described by a peer's `fetchSockets()` answer.
+fn socket_info(s: wire::RemoteSocket) -> SocketInfo {
+    let mut handshake = s.handshake;
+    let auth = handshake
+        .as_object_mut()
+        .and_then(|h| h.remove("auth"))
+        .unwrap_or(Value::Null);
+    SocketInfo {
+        id: Arc::from(s.id.as_str()),
+        rooms: s.rooms.iter().map(|r| Arc::from(r.as_str())).collect(),
+        auth,
+        handshake,
+        data: s.data,
     }
 }
 
@@ -339,11 +353,7 @@ impl ShardedAdapter {
         else {
             return;
         };
-        sockets.extend(remote.into_iter().map(|s| SocketInfo {
-            id: Arc::from(s.id.as_str()),
-            rooms: s.rooms.iter().map(|r| Arc::from(r.as_str())).collect(),
-            auth: s.handshake.get("auth").cloned().unwrap_or(Value::Null),
-        }));
+        sockets.extend(remote.into_iter().map(socket_info));
         *received += 1;
         if *received >= *expected {
             if let Some(done) = done.take() {

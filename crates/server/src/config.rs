@@ -186,6 +186,11 @@ pub struct ServerConfig {
     #[arg(long, env = "HUBBUB_AMQP_URL", hide_env_values = true)]
     pub amqp_url: Option<String>,
 
+    /// PEM file of CA certificates trusted for an `amqps://` `--amqp-url`, besides the
+    /// system's roots: the CA of a broker with a private certificate.
+    #[arg(long, env = "HUBBUB_AMQP_CA_FILE")]
+    pub amqp_ca_file: Option<std::path::PathBuf>,
+
     /// Prefix of the RabbitMQ exchange and queue names (`<prefix>.fanout`, `<prefix>.direct`, `<prefix>.replica.*`).
     #[arg(long, env = "HUBBUB_AMQP_PREFIX", default_value = "hubbub")]
     pub amqp_prefix: String,
@@ -246,6 +251,12 @@ impl ServerConfig {
         let url = self.amqp_url.as_ref()?;
         let mut s = hubbub_amqp::link::AmqpSettings::new(url.clone());
         s.prefix = self.amqp_prefix.clone();
+        // An unreadable file gives an empty text here, which `validate` and
+        // `AmqpLink::start` refuse with an error naming the setting.
+        s.ca_pem = self
+            .amqp_ca_file
+            .as_ref()
+            .map(|path| std::fs::read_to_string(path).unwrap_or_default());
         Some(s)
     }
 
@@ -503,6 +514,27 @@ impl ServerConfig {
                 },
             });
         }
+        if let Some(path) = &self.amqp_ca_file {
+            let ca_error = |reason: String| ConfigError {
+                setting: "--amqp-ca-file",
+                env: "AMQP_CA_FILE",
+                reason,
+            };
+            let Some(settings) = self.amqp_settings() else {
+                return Err(ca_error("needs an amqps:// --amqp-url".into()));
+            };
+            if let Err(e) = std::fs::read_to_string(path) {
+                return Err(ca_error(format!("cannot read {}: {e}", path.display())));
+            }
+            if let Err(e) = settings.tls_config() {
+                return Err(ca_error(match e {
+                    hubbub_amqp::link::AmqpError::CaFile(why) => {
+                        format!("{}: {why}", path.display())
+                    }
+                    other => other.to_string(),
+                }));
+            }
+        }
         let prefix_ok = !self.amqp_prefix.is_empty()
             && self.amqp_prefix.len() <= 200
             && self
@@ -642,6 +674,49 @@ mod tests {
         }
         let e = parse(&["--amqp-prefix", "a b"]).validate().unwrap_err();
         assert_eq!(e.setting, "--amqp-prefix");
+    }
+
+    #[test]
+    fn amqp_ca_file_is_read_and_checked_at_start_up() {
+        let dir = std::env::temp_dir().join(format!("hubbub-ca-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = dir.join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nAAECAw==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let pem_arg = pem.to_str().unwrap();
+        let tls = ["--amqp-url", "amqps://u:p@127.0.0.1:5671/chat"];
+        let c = parse(&[tls[0], tls[1], "--amqp-ca-file", pem_arg]);
+        c.validate().unwrap();
+        let s = c.amqp_settings().unwrap();
+        assert!(s.ca_pem.unwrap().contains("BEGIN CERTIFICATE"));
+        let cases: [(&[&str], &str); 4] = [
+            (&["--amqp-ca-file", pem_arg], "needs an amqps://"),
+            (
+                &["--amqp-url", "amqp://127.0.0.1/", "--amqp-ca-file", pem_arg],
+                "only used with an amqps://",
+            ),
+            (
+                &[tls[0], tls[1], "--amqp-ca-file", empty.to_str().unwrap()],
+                "no PEM certificate",
+            ),
+            (
+                &[tls[0], tls[1], "--amqp-ca-file", "/nonexistent/ca.pem"],
+                "cannot read /nonexistent/ca.pem",
+            ),
+        ];
+        for (args, says) in cases {
+            let e = parse(args).validate().unwrap_err();
+            assert_eq!(e.setting, "--amqp-ca-file", "{args:?}");
+            let text = e.to_string();
+            assert!(text.contains("HUBBUB_AMQP_CA_FILE"), "{text}");
+            assert!(text.contains(says), "{args:?}: {text}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

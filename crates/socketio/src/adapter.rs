@@ -26,6 +26,12 @@ pub struct SocketInfo {
     pub rooms: Vec<Room>,
     /// The CONNECT payload it sent.
     pub auth: Value,
+    /// socket.io's `socket.handshake` without `auth` (see [`crate::socket::handshake_json`]);
+    /// `null` when the node that holds the socket does not send it.
+    pub handshake: Value,
+    /// socket.io's `socket.data`: the application's per-socket JSON object (`{}` when unset),
+    /// with the admin UI's `_admin` field when that node runs it in development mode.
+    pub data: Value,
 }
 
 /// Why an adapter operation failed.

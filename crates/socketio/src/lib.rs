@@ -53,7 +53,7 @@ pub use socket::{DisconnectReason, EmitError, Event, Socket};
 
 use admin::observer::SocketObserver;
 use hubbub_engineio::{
-    CloseReason, Connection, EngineHandler, Frame, Message, ProtocolViolation, Session,
+    CloseReason, Connection, EngineHandler, Frame, Message, ProtocolViolation, Session, Transport,
 };
 use namespace::{AdmitError, Replay};
 use packet::{Packet, PacketType};
@@ -671,5 +671,16 @@ impl Connection for Client {
             socket.on_disconnect(DisconnectReason::Transport(reason));
         }
         *self.partial.lock() = None;
+    }
+
+    fn on_upgrade(&self, _transport: Transport) {
+        // Once per session at most; only the admin UI's development mode listens.
+        let sockets: SmallVec<[Arc<Socket>; 1]> =
+            self.sockets.lock().iter().map(|(_, s)| s.clone()).collect();
+        for socket in sockets {
+            if let Some(o) = socket.ns().observer() {
+                o.transport_changed(&socket);
+            }
+        }
     }
 }

@@ -26,6 +26,7 @@ use super::broadcast::{BroadcastOperator, BroadcastOptions, BroadcastPacket};
 use super::packet::{self, PacketType};
 use super::recovery::{Failure, LoggedEvent, MemoryLog, Offset, Recovery};
 use super::rooms::{Room, RoomIndex};
+use super::socket::handshake_json;
 use super::socket::{DisconnectReason, Event, Socket};
 use crate::admin::observer::SocketObserver;
 use crate::metrics::SocketMetrics;
@@ -608,6 +609,8 @@ impl Namespace {
                 id: s.id().clone(),
                 rooms: s.rooms(),
                 auth: s.auth().clone(),
+                handshake: handshake_json(s.handshake()),
+                data: s.peer_data(),
             })
             .collect()
     }

@@ -117,6 +117,60 @@ impl Extensions {
     }
 }
 
+/// Header values never shown outside the server (the admin UI, other nodes' `fetchSockets()`):
+/// the connection's credentials.
+const REDACTED_HEADERS: [&str; 2] = ["cookie", "authorization"];
+
+/// socket.io's `socket.handshake` without `auth`, as a `fetchSockets()` answer carries it:
+/// `{headers, time, address, xdomain, secure, issued, url, query}` from the Engine.IO
+/// handshake request (`time` as JSON encodes a `Date`; `address` the peer's; the credential
+/// headers `[redacted]`). Without a handshake (the engine keeps them only for the admin UI,
+/// [`hubbub_engineio::Engine::keep_handshakes`]) the same keys with empty values of the
+/// same types, so that a Node peer's code reading them does not break.
+pub fn handshake_json(h: Option<&Handshake>) -> Value {
+    let Some(h) = h else {
+        return serde_json::json!({
+            "headers": {},
+            "time": crate::admin::protocol::iso_timestamp(std::time::UNIX_EPOCH),
+            "address": "",
+            "xdomain": false,
+            "secure": false,
+            "issued": 0,
+            "url": "",
+            "query": {},
+        });
+    };
+    let headers: serde_json::Map<String, Value> = h
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let shown = if REDACTED_HEADERS.contains(&name.as_str()) {
+                "[redacted]"
+            } else {
+                value.as_str()
+            };
+            (name.clone(), Value::String(shown.to_owned()))
+        })
+        .collect();
+    let query: serde_json::Map<String, Value> = h
+        .query
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    serde_json::json!({
+        "headers": headers,
+        "time": crate::admin::protocol::iso_timestamp(
+            std::time::UNIX_EPOCH + Duration::from_millis(h.issued_ms)
+        ),
+        "address": h.address,
+        "xdomain": h.origin.is_some(),
+        "secure": h.secure,
+        "issued": h.issued_ms,
+        "url": h.url,
+        "query": query,
+    })
+}
+
 /// A client's socket in one namespace.
 pub struct Socket {
     id: Sid,
@@ -258,9 +312,33 @@ impl Socket {
     }
 
     /// Sets per-socket data that survives a recovery; saved to the recovery store at once.
+    /// It is what the admin UI shows as the socket's data (a `socket_updated` in development
+    /// mode) and what other nodes' `fetchSockets()` see as `data`.
     pub fn set_data(&self, key: &str, value: Value) {
         self.data.lock().insert(key.to_owned(), value);
         self.save_session();
+        if let Some(o) = self.ns.observer() {
+            o.data_changed(self);
+        }
+    }
+
+    /// Every per-socket data value as one JSON object (socket.io's `socket.data`).
+    pub fn data_object(&self) -> Value {
+        Value::Object(self.data.lock().clone())
+    }
+
+    /// `socket.data` as other nodes' `fetchSockets()` see it: with the admin UI's
+    /// `_admin: {clientId, transport}` in development mode, as the Node package keeps it,
+    /// so that a dashboard on any node (Node ones too) shows this socket's transport.
+    pub(crate) fn peer_data(&self) -> Value {
+        let mut data = self.data.lock().clone();
+        if self.ns.observer().is_some() {
+            data.insert(
+                crate::admin::observer::ADMIN_DATA_KEY.to_owned(),
+                crate::admin::observer::admin_data(self),
+            );
+        }
+        Value::Object(data)
     }
 
     pub(crate) fn session(&self) -> &Arc<Session> {

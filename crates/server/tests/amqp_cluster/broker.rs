@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -55,20 +55,39 @@ impl RabbitNode {
 
     /// Starts a node on `port` (e.g. one a replica already tries to reach).
     pub fn start_on(port: u16) -> Self {
-        Self::start_inner_on(port, false)
+        Self::start_inner_on(port, false, "")
+    }
+
+    /// Starts a node that also listens for AMQP over TLS on `tls_port` with the server
+    /// certificate `cert`/`key` (PEM files), signed by the CA in `ca`.
+    pub fn start_tls(tls_port: u16, ca: &Path, cert: &Path, key: &Path) -> Self {
+        let conf = format!(
+            "listeners.ssl.default = 127.0.0.1:{tls_port}\n\
+             ssl_options.cacertfile = {}\n\
+             ssl_options.certfile = {}\n\
+             ssl_options.keyfile = {}\n\
+             ssl_options.verify = verify_none\n\
+             ssl_options.fail_if_no_peer_cert = false\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        );
+        Self::start_inner_on(free_port(), false, &conf)
     }
 
     fn start_inner(remove_dir: bool) -> Self {
-        Self::start_inner_on(free_port(), remove_dir)
+        Self::start_inner_on(free_port(), remove_dir, "")
     }
 
-    fn start_inner_on(port: u16, remove_dir: bool) -> Self {
+    fn start_inner_on(port: u16, remove_dir: bool, extra_conf: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("hubbub-rabbitmq-test-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("home")).unwrap();
         std::fs::write(
             dir.join("rabbitmq.conf"),
-            format!("listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n"),
+            format!(
+                "listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n{extra_conf}"
+            ),
         )
         .unwrap();
         std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();

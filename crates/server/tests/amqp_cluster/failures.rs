@@ -138,7 +138,7 @@ async fn unreachable_at_start_then_up() {
 
 /// Runs the server with `args` (no Redis) and returns its exit status and output, or
 /// panics when it keeps running past the timeout.
-fn run_until_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
+pub fn run_until_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_hubbub-server"))
         .args(["--bind", &format!("127.0.0.1:{port}")])

@@ -10,7 +10,8 @@ use crate::broker;
 use crate::harness::{Client, Driver, Hubbub};
 use crate::support::{RedisServer, eventually};
 
-const PER_SENDER: usize = 10;
+/// Chat messages (and as many `sendToAll`s) each client sends in a round.
+pub const PER_SENDER: usize = 10;
 
 /// Starts a replica on Redis (stored state) and RabbitMQ (traffic).
 pub fn replica(redis: &RedisServer, amqp_url: &str) -> Hubbub {

@@ -192,6 +192,25 @@ async fn hubbub_and_node_socket_io_share_one_redis() {
         .find(|s| s["id"] == json!(hc1.sid))
         .unwrap();
     assert_eq!(hc1_info["auth"], json!({"token": "t1"}));
+    // socket.data (the chat's nickname) and socket.handshake with every key a Node socket's
+    // answer has (their values are empty here: the engine keeps handshakes for the admin UI
+    // only; tests/node/admin.test.mjs checks them filled in across two replicas).
+    assert_eq!(hc1_info["data"], json!({"name": "hana"}), "{hc1_info}");
+    let mut keys: Vec<&str> = hc1_info["handshake"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "address", "auth", "headers", "issued", "query", "secure", "time", "url", "xdomain"
+        ],
+        "{hc1_info}"
+    );
+    assert_eq!(hc1_info["handshake"]["address"], json!(""), "{hc1_info}");
     assert!(
         hc1_info["rooms"]
             .as_array()

@@ -425,8 +425,9 @@ fn register_commands(io: &Arc<Io>, admin: &Arc<Namespace>) {
 }
 
 /// Every socket of every namespace on every node (`all_sockets`). Sockets of
-/// this node are shown in full; those of other nodes with what the adapter's
-/// `fetchSockets` carries (id and rooms).
+/// this node are serialized from the socket itself; those of other nodes from what
+/// their `fetchSockets()` answer carries (handshake, rooms, data with `_admin`), which
+/// gives the same shape.
 async fn all_sockets(io: &Arc<Io>) -> Vec<SerializedSocket> {
     let mut out = Vec::new();
     for ns in io.namespaces() {
@@ -440,15 +441,7 @@ async fn all_sockets(io: &Arc<Io>) -> Vec<SerializedSocket> {
         for info in infos {
             out.push(match ns.get_socket(&info.id) {
                 Some(socket) => observer::serialize(&socket),
-                None => SerializedSocket {
-                    id: info.id.to_string(),
-                    client_id: None,
-                    transport: None,
-                    nsp: ns.name().to_owned(),
-                    data: json!({}),
-                    handshake: protocol::handshake_json(None, 0),
-                    rooms: info.rooms.iter().map(|r| r.to_string()).collect(),
-                },
+                None => observer::serialize_remote(&info, ns.name()),
             });
         }
     }

@@ -5,8 +5,9 @@
 //! client's event dispatch), and only when one is set: production mode sets none,
 //! so those call sites cost one empty `OnceLock` check. [`AdminObserver`] turns
 //! each call into the admin namespace's `socket_connected`, `socket_disconnected`,
-//! `room_joined`, `room_left`, `event_received` and `event_sent`, broadcast through
-//! the adapter so that every node's dashboards see every node's sockets.
+//! `room_joined`, `room_left`, `event_received` and `event_sent`, and into
+//! `socket_updated` when a socket's transport upgrades or the application sets its data,
+//! broadcast through the adapter so that every node's dashboards see every node's sockets.
 
 use std::sync::{Arc, Weak};
 use std::time::SystemTime;
@@ -14,8 +15,8 @@ use std::time::SystemTime;
 use serde_json::{Value, json};
 
 use super::protocol::{self, SerializedSocket};
-use crate::Namespace;
-use crate::socket::{DisconnectReason, Socket};
+use crate::socket::{DisconnectReason, Socket, handshake_json};
+use crate::{Namespace, SocketInfo};
 
 /// What the core reports when an observer is set (development mode).
 pub trait SocketObserver: Send + Sync + 'static {
@@ -32,6 +33,23 @@ pub trait SocketObserver: Send + Sync + 'static {
     /// The server emitted an event to this one socket (broadcasts are not reported,
     /// as with the Node package's `onAnyOutgoing`).
     fn event_sent(&self, socket: &Socket, name: &str, args: &[Value]);
+    /// The socket's Engine.IO session moved to another transport (an upgrade to WebSocket).
+    fn transport_changed(&self, socket: &Socket);
+    /// The application set a value of the socket's data ([`Socket::set_data`]).
+    fn data_changed(&self, socket: &Socket);
+}
+
+/// The key under which the Node package keeps its own fields in `socket.data`; hubbub adds
+/// it only to what other nodes' `fetchSockets()` see, and the UI never shows it as data.
+pub const ADMIN_DATA_KEY: &str = "_admin";
+
+/// `{clientId, transport}`: what the Node package keeps in `socket.data._admin`, so that a
+/// dashboard on another node shows a remote socket's client id and transport.
+pub fn admin_data(socket: &Socket) -> Value {
+    json!({
+        "clientId": protocol::client_id(socket.session_id()),
+        "transport": socket.transport().as_str(),
+    })
 }
 
 /// Reports to the admin namespace.
@@ -143,18 +161,68 @@ impl SocketObserver for AdminObserver {
             ],
         );
     }
+
+    fn transport_changed(&self, socket: &Socket) {
+        // The Node package's `conn.on("upgrade")`: `{id, nsp, transport}`.
+        self.emit(
+            "socket_updated",
+            &[json!({
+                "id": &**socket.id(),
+                "nsp": socket.ns().name(),
+                "transport": socket.transport().as_str(),
+            })],
+        );
+    }
+
+    fn data_changed(&self, socket: &Socket) {
+        // The Node package's `socket.data` proxy: `{id, nsp, data}`, the whole object.
+        self.emit(
+            "socket_updated",
+            &[json!({
+                "id": &**socket.id(),
+                "nsp": socket.ns().name(),
+                "data": socket.data_object(),
+            })],
+        );
+    }
 }
 
 /// A local socket as the UI shows it.
 pub fn serialize(socket: &Socket) -> SerializedSocket {
-    let handshake = socket.handshake();
     SerializedSocket {
         id: socket.id().to_string(),
         client_id: Some(protocol::client_id(socket.session_id())),
-        transport: Some(socket.transport().as_str()),
+        transport: Some(socket.transport().as_str().to_owned()),
         nsp: socket.ns().name().to_owned(),
-        data: json!({}),
-        handshake: protocol::handshake_json(handshake, 0),
+        data: socket.data_object(),
+        handshake: protocol::serialized_handshake(&handshake_json(socket.handshake())),
         rooms: socket.rooms().iter().map(|r| r.to_string()).collect(),
+    }
+}
+
+/// A socket of another node, from what its `fetchSockets()` answer carries (hubbub and
+/// Node nodes alike): handshake, rooms, and data, whose `_admin` gives the client id and
+/// transport when that node runs the admin UI in development mode.
+pub fn serialize_remote(info: &SocketInfo, nsp: &str) -> SerializedSocket {
+    let mut data = match &info.data {
+        Value::Object(map) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    let admin = data.remove(ADMIN_DATA_KEY);
+    let field = |key: &str| {
+        admin
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    SerializedSocket {
+        id: info.id.to_string(),
+        client_id: field("clientId"),
+        transport: field("transport"),
+        nsp: nsp.to_owned(),
+        data: Value::Object(data),
+        handshake: protocol::serialized_handshake(&info.handshake),
+        rooms: info.rooms.iter().map(|r| r.to_string()).collect(),
     }
 }

@@ -229,11 +229,12 @@ pub struct SerializedSocket {
     pub id: String,
     /// The first 12 characters of the Engine.IO session id (as the Node package trims it).
     pub client_id: Option<String>,
-    /// `polling` or `websocket`.
-    pub transport: Option<&'static str>,
+    /// `polling` or `websocket` (unknown for a remote socket whose node does not say).
+    pub transport: Option<String>,
     /// The namespace.
     pub nsp: String,
-    /// Application data (hubbub keeps none the UI could show: `{}`).
+    /// Application data: socket.io's `socket.data` ([`crate::Socket::set_data`]), `{}` when
+    /// unset, without the Node package's `_admin` field.
     pub data: Value,
     /// `{address, headers, query, issued, secure, time, url, xdomain}`; never the CONNECT payload.
     pub handshake: Value,
@@ -282,50 +283,31 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// The `handshake` object of a serialized socket.
-pub fn handshake_json(h: Option<&hubbub_engineio::Handshake>, connected_ms: u64) -> Value {
-    let Some(h) = h else {
-        return json!({
-            "address": Value::Null,
-            "headers": {},
-            "query": {},
-            "issued": connected_ms,
-            "secure": false,
-            "time": iso_timestamp(UNIX_EPOCH + Duration::from_millis(connected_ms)),
-            "url": Value::Null,
-            "xdomain": false,
-        });
+/// The `handshake` object of a serialized socket, from socket.io's `socket.handshake` (a
+/// local socket's from [`crate::socket::handshake_json`], or a remote one's as its node's
+/// `fetchSockets()` answer carried it): `{address, headers, query, issued, secure, time, url,
+/// xdomain}` with `address` taken as the Node package does (`cf-connecting-ip`, then
+/// `x-forwarded-for`, then the peer's); never `auth`. Missing fields are filled in empty.
+pub fn serialized_handshake(h: &Value) -> Value {
+    let headers = match h.get("headers") {
+        Some(Value::Object(m)) => m.clone(),
+        _ => serde_json::Map::new(),
     };
-    let mut headers = serde_json::Map::new();
-    for (name, value) in &h.headers {
-        // Credentials of the connection stay on the server.
-        let shown = if matches!(name.as_str(), "cookie" | "authorization") {
-            "[redacted]".to_owned()
-        } else {
-            value.clone()
-        };
-        headers.insert(name.clone(), Value::String(shown));
-    }
-    let address = h
-        .headers
+    let address = ["cf-connecting-ip", "x-forwarded-for"]
         .iter()
-        .find(|(n, _)| n == "x-forwarded-for")
-        .map(|(_, v)| v.clone())
-        .or_else(|| h.address.clone());
-    let query: serde_json::Map<String, Value> = h
-        .query
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
+        .find_map(|name| headers.get(*name).filter(|v| v.is_string()).cloned())
+        .or_else(|| h.get("address").cloned())
+        .unwrap_or(Value::Null);
+    let or = |key: &str, default: Value| h.get(key).cloned().unwrap_or(default);
     json!({
         "address": address,
         "headers": headers,
-        "query": query,
-        "issued": h.issued_ms,
-        "secure": h.secure,
-        "time": iso_timestamp(UNIX_EPOCH + Duration::from_millis(h.issued_ms)),
-        "url": h.url,
-        "xdomain": h.origin.is_some(),
+        "query": or("query", json!({})),
+        "issued": or("issued", json!(0)),
+        "secure": or("secure", json!(false)),
+        "time": or("time", json!(iso_timestamp(UNIX_EPOCH))),
+        "url": or("url", Value::Null),
+        "xdomain": or("xdomain", json!(false)),
     })
 }
 
@@ -444,6 +426,7 @@ mod tests {
             address: Some("10.0.0.1".into()),
             headers: vec![
                 ("cookie".into(), "sid=secret".into()),
+                ("authorization".into(), "Bearer t".into()),
                 ("x-forwarded-for".into(), "203.0.113.9".into()),
             ],
             query: vec![("EIO".into(), "4".into())],
@@ -452,11 +435,59 @@ mod tests {
             issued_ms: 0,
             origin: None,
         };
-        let v = handshake_json(Some(&h), 0);
+        let node = crate::socket::handshake_json(Some(&h));
+        assert_eq!(
+            node["address"], "10.0.0.1",
+            "socket.handshake keeps the peer"
+        );
+        assert_eq!(node["headers"]["cookie"], "[redacted]");
+        assert_eq!(node["headers"]["authorization"], "[redacted]");
+        let v = serialized_handshake(&node);
         assert_eq!(v["address"], "203.0.113.9");
         assert_eq!(v["headers"]["cookie"], "[redacted]");
         assert_eq!(v["query"]["EIO"], "4");
         assert_eq!(v["time"], "1970-01-01T00:00:00.000Z");
         assert_eq!(v["xdomain"], false);
+        assert_eq!(v["url"], "/socket.io/?EIO=4&transport=polling");
+    }
+
+    #[test]
+    fn handshake_of_a_remote_socket_as_node_sends_it() {
+        // What a Node replica's `fetchSockets()` answer carries (with `auth`, which is dropped).
+        let node = json!({
+            "headers": {"host": "chat:3000", "cf-connecting-ip": "198.51.100.7",
+                        "x-forwarded-for": "203.0.113.9"},
+            "time": "Sat Dec 05 2026 04:10:44 GMT+0000 (Coordinated Universal Time)",
+            "address": "::ffff:10.0.0.2",
+            "xdomain": true,
+            "secure": true,
+            "issued": 1_796_444_000_000u64,
+            "url": "/socket.io/?EIO=4&transport=websocket",
+            "query": {"EIO": "4"},
+            "auth": {"token": "secret"},
+        });
+        let v = serialized_handshake(&node);
+        assert_eq!(
+            v,
+            json!({
+                "address": "198.51.100.7",
+                "headers": node["headers"],
+                "query": {"EIO": "4"},
+                "issued": 1_796_444_000_000u64,
+                "secure": true,
+                "time": "Sat Dec 05 2026 04:10:44 GMT+0000 (Coordinated Universal Time)",
+                "url": "/socket.io/?EIO=4&transport=websocket",
+                "xdomain": true,
+            })
+        );
+        // A node that sends no handshake: the same keys, empty.
+        let empty = serialized_handshake(&Value::Null);
+        assert_eq!(empty["address"], Value::Null);
+        assert_eq!(
+            serialized_handshake(&crate::socket::handshake_json(None))["address"],
+            ""
+        );
+        assert_eq!(empty["headers"], json!({}));
+        assert_eq!(empty["issued"], 0);
     }
 }

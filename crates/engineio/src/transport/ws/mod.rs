@@ -287,6 +287,9 @@ async fn probe<S: Source>(
     }
     session.set_transport(Transport::WebSocket);
     session.upgrade_done.notify_waiters();
+    if let Some(conn) = session.connection() {
+        conn.on_upgrade(Transport::WebSocket);
+    }
     guard.state = ProbeState::Upgraded;
     // Polling requests now get 400; wait for a pending GET to hand the queue over.
     let queue = match session.rx.clone().try_lock_owned() {
