@@ -32,7 +32,7 @@ for target in $targets; do
   nice -n 10 cargo fuzz run --release "$target" "$work/$target" "fuzz/corpus/$target" -- \
     -max_total_time="$secs" -max_len=4096 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
     >"$work/$target.log" 2>&1 || status=$?
-  grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|==[0-9]+==|SUMMARY|thread .* panicked)' "$work/$target.log" || true
+  grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|==[0-9]+==|SUMMARY|thread .* panicked)' "$work/$target.log" || true
   if [ "$status" != 0 ]; then
     tail -n 40 "$work/$target.log" >&2
     echo "error: fuzz target $target failed; the input is in fuzz/artifacts/$target/ (reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run $target <file>)" >&2

@@ -35,8 +35,9 @@ use std::time::Duration;
 
 use actix_codec::Framed;
 use actix_http::body::{BodySize, MessageBody};
+use actix_http::error::DispatchError;
 use actix_http::h1::{self, Message};
-use actix_http::{ConnectionType, HttpService, KeepAlive, Request, Response};
+use actix_http::{ConnectionType, HttpService, KeepAlive, Protocol, Request, Response};
 use actix_service::{
     IntoServiceFactory, ServiceFactory, ServiceFactoryExt, fn_service, map_config,
 };
@@ -46,9 +47,12 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio_util::codec::Encoder;
 
+use self::heads::TimedHeads;
 use super::forward::Forwarder;
 use super::transport::{self, ws};
 use super::{Engine, EngineError};
+
+mod heads;
 
 /// Engine.IO endpoints by exact path, e.g. `/socket.io/`.
 #[derive(Clone, Default)]
@@ -96,7 +100,9 @@ impl Default for ServeOptions {
 const BACKLOG: i32 = 1024;
 
 /// Time a client has to send a request's head: `HttpServer::client_request_timeout`'s
-/// default (5 s). A slower client gets 408 and is closed.
+/// default (5 s). A slower client gets 408 and is closed. actix-http applies it to a
+/// connection's first request only; [`heads`] applies it to the later ones (from their
+/// first byte; closed without a 408).
 const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Time a closing connection has to shut down: `HttpServer::client_disconnect_timeout`'s
@@ -152,11 +158,13 @@ where
             }
             let mounts = mounts.clone();
             let shutdown = shutdown.clone();
-            let app = factory()
-                .into_factory()
-                .map_err(|err| err.into().error_response());
+            let app = heads::track(
+                factory()
+                    .into_factory()
+                    .map_err(|err| err.into().error_response()),
+            );
             // actix-web's `HttpServer` settings (see the constants above).
-            HttpService::build()
+            let http = HttpService::build()
                 .graceful_shutdown_signal(move || {
                     let shutdown = shutdown.clone();
                     async move { shutdown.notified().await }
@@ -166,16 +174,25 @@ where
                 .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
                 .h1_allow_half_closed(true)
                 .local_addr(addr)
+                .on_connect_ext(|io: &TimedHeads, data| {
+                    data.insert(io.requests());
+                })
                 .upgrade(fn_service(
-                    move |(req, framed): (Request, Framed<TcpStream, h1::Codec>)| {
+                    move |(req, framed): (Request, Framed<TimedHeads, h1::Codec>)| {
                         upgraded(&mounts, req, framed);
                         std::future::ready(Ok::<_, Infallible>(()))
                     },
                 ))
                 // The default connection config: the application derives nothing
                 // from the server's own host name.
-                .finish(map_config(app, |_| AppConfig::default()))
-                .tcp()
+                .finish(map_config(app, |_| AppConfig::default()));
+            // What `HttpService::tcp` does, with every request head timed.
+            fn_service(|io: TcpStream| {
+                let peer = io.peer_addr().ok();
+                let io = TimedHeads::new(io, CLIENT_REQUEST_TIMEOUT);
+                std::future::ready(Ok::<_, DispatchError>((io, Protocol::Http1, peer)))
+            })
+            .and_then(http)
         })?;
     }
     Ok(builder.run())
@@ -184,10 +201,10 @@ where
 /// A request with `Upgrade: websocket`, handed over with its connection by
 /// actix-http. Returns at once: the connection goes on in a task of its own,
 /// and the dispatcher (with its buffers) is freed.
-fn upgraded(mounts: &Mounts, req: Request, framed: Framed<TcpStream, h1::Codec>) {
+fn upgraded(mounts: &Mounts, req: Request, framed: Framed<TimedHeads, h1::Codec>) {
     let parts = framed.into_parts();
     let mut codec = parts.codec;
-    let io = parts.io;
+    let io = parts.io.into_inner();
     // Responses to requests pipelined ahead of this one that the dispatcher has
     // not written yet: they go out first.
     let pending = if parts.write_buf.is_empty() {

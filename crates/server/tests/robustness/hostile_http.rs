@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | a connection that never sends | 408, closed after 5 s | actix-http `client_request_timeout` |
 //! | request head trickled (slowloris) | 408, closed 5 s after the first byte | `client_request_timeout` |
+//! | a later head trickled on a keep-alive connection | closed 5 s after its first byte | `serve::heads` (actix-http times the first head only) |
 //! | POST body trickled | 408 `{"code":3,"message":"Request timeout"}` 10 s after the head, session closed | `polling::POST_BODY_TIMEOUT` |
 //! | idle keep-alive connection | closed 5 s after its last response | actix-http keep-alive |
 //! | oversized request head | 431, closed, at most 128 KiB read | actix-http's head limit (128 KiB, 96 headers) |
@@ -384,4 +385,112 @@ fn rss_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Reads one response with a `content-length` body off a keep-alive connection.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = String::from_utf8_lossy(&all).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .expect("a content-length");
+            if all.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        match timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => panic!("closed before a whole response: {text:?}"),
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("no whole response in {WAIT:?}: {text:?}"),
+        }
+    }
+}
+
+const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// Writes `bytes` one at a time, `gap` apart.
+async fn trickle(stream: &mut TcpStream, bytes: &[u8], gap: Duration) {
+    for b in bytes {
+        stream.write_all(&[*b]).await.expect("write");
+        tokio::time::sleep(gap).await;
+    }
+}
+
+#[actix_web::test]
+async fn slow_later_request_heads_on_keep_alive_connections_are_cut_off() {
+    let server = Server::start(settings());
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let mut s = connect(&server).await;
+        tasks.push(actix_web::rt::spawn(async move {
+            s.write_all(HEALTHZ).await.expect("first request");
+            let first = read_response(&mut s).await;
+            // Idle for a while within keep-alive, so that the cut-off below is
+            // measured from the head's first byte, not from the response.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+            let start = Instant::now();
+            let mut sent = 0;
+            // One byte every 250 ms (the whole head would take 20 s), until
+            // the server answers or closes.
+            for b in head.iter() {
+                if s.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+                sent += 1;
+                let mut probe = [0u8; 1];
+                if timeout(Duration::from_millis(250), s.peek(&mut probe)).await.is_ok() {
+                    break;
+                }
+            }
+            let (text, closed) = read_to_close(&mut s, HEAD_TIMEOUT + SLACK * 2).await;
+            (first, start, sent, head.len(), text, closed)
+        }));
+    }
+    // Meanwhile a client whose later heads arrive slowly but each within the
+    // bound is served on one connection: 3 heads of 2 s each (the clock is per
+    // head, not per connection).
+    let mut patient = connect(&server).await;
+    patient.write_all(HEALTHZ).await.expect("write");
+    assert!(
+        read_response(&mut patient)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    for _ in 0..3 {
+        trickle(
+            &mut patient,
+            HEALTHZ,
+            Duration::from_millis(2000 / HEALTHZ.len() as u64),
+        )
+        .await;
+        let reply = read_response(&mut patient).await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply:?}");
+    }
+    for t in tasks {
+        let (first, start, sent, len, text, closed) = t.await.expect("slow head task");
+        assert!(first.starts_with("HTTP/1.1 200"), "{first:?}");
+        let closed = closed.expect("a slow later head is cut off");
+        // Closed without an answer (actix-http may still be writing the last
+        // response when the clock runs out, so no 408).
+        assert_eq!(text, "", "after {sent} bytes");
+        assert!(sent < len, "the whole head went through");
+        let after = closed - start;
+        assert!(
+            after >= HEAD_TIMEOUT - Duration::from_millis(300),
+            "{after:?}"
+        );
+        assert!(after <= HEAD_TIMEOUT + SLACK, "{after:?}");
+    }
+    server.assert_healthz().await;
+    assert_no_panics();
 }
