@@ -83,6 +83,10 @@ pub(super) fn redis_statefulset(room: &ChatRoom, images: &Images) -> StatefulSet
                 "APPENDONLY",
                 if persistent { "yes" } else { "no" },
             ));
+            env.push(super::env(
+                "PROMOTION_WAIT_SECS",
+                promotion_wait_secs(sentinel).to_string(),
+            ));
             (
                 Some(vec!["sh".into(), "-c".into(), data_script()]),
                 None,

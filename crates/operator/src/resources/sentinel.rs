@@ -36,6 +36,13 @@ pub fn quorum(sentinel: &RedisSentinelSpec) -> i32 {
     sentinel.sentinels / 2 + 1
 }
 
+/// Seconds a restarted master waits for the Sentinels to promote a replica: two
+/// `down-after` periods and 10 s for the election, at most 30 s (the liveness probe gives a
+/// silent container about 40 s).
+pub fn promotion_wait_secs(sentinel: &RedisSentinelSpec) -> i32 {
+    (sentinel.down_after_milliseconds * 2 / 1000 + 10).min(30)
+}
+
 pub(super) fn default_sentinel_resources() -> ResourceRequirements {
     ResourceRequirements {
         requests: Some(quantities(&[("cpu", "20m"), ("memory", "32Mi")])),
@@ -61,9 +68,10 @@ fn sentinel_hosts(room: &str, sentinel: &RedisSentinelSpec) -> String {
         .join(" ")
 }
 
-/// Finds the current master into `$master`: the Sentinels' answer first, then a data pod
-/// that says `role:master`, else empty. Shared by both start-up scripts.
-const FIND_MASTER: &str = r#"master=""
+/// `find_master` sets `$master` to the current master: the Sentinels' answer first, then a
+/// data pod that says `role:master`, else empty. Shared by both start-up scripts.
+const FIND_MASTER: &str = r#"find_master() {
+master=""
 for s in $SENTINEL_HOSTS; do
   # backticks: the kubelet would expand a dollar-parenthesis as a variable reference
   # shellcheck disable=SC2006
@@ -76,6 +84,8 @@ if [ -z "$master" ]; then
     if timeout 3 redis-cli -h "$h" -p 6379 info replication 2>/dev/null | grep -q '^role:master'; then master="$h"; break; fi
   done
 fi
+}
+find_master
 "#;
 
 /// Start-up of a data pod: join the current master as a replica, or be the first master.
@@ -83,7 +93,16 @@ pub fn data_script() -> String {
     format!(
         r#"set -eu
 SELF="$POD_NAME.$REDIS_SERVICE"
-{FIND_MASTER}if [ -z "$master" ]; then
+{FIND_MASTER}# The Sentinels still name this pod, which has just restarted (without storage: empty).
+# Give them time to promote a replica rather than come back as an empty master whose
+# replicas would copy its empty dataset; bounded, then start as master after all.
+# shellcheck disable=SC2006
+for _ in `seq "$PROMOTION_WAIT_SECS"`; do
+  {{ [ "$master" = "$SELF" ] || [ "$master" = "$POD_IP" ]; }} || break
+  sleep 1
+  find_master
+done
+if [ -z "$master" ]; then
   # nobody knows a master: a new set, whose pod 0 starts as the master
   master="$REDIS_SERVICE-0.$REDIS_SERVICE"
 fi
@@ -487,6 +506,8 @@ mod tests {
             json!("no"),
             "no storage: no append-only file"
         );
+        // a restarted master waits 2 x 2 s + 10 s for a promotion before it starts anyway
+        assert_eq!(denv["PROMOTION_WAIT_SECS"], json!("14"));
         assert_eq!(
             denv["POD_NAME"],
             json!({"fieldRef": {"fieldPath": "metadata.name"}})
@@ -520,6 +541,137 @@ mod tests {
         }
         assert!(sentinel_script().contains("sentinel monitor $MASTER_NAME $master 6379 $QUORUM"));
         assert!(data_script().contains("--replicaof \"$master\" 6379"));
+        let slow = RedisSentinelSpec {
+            down_after_milliseconds: 60000,
+            ..serde_json::from_value(json!({})).expect("defaults")
+        };
+        assert_eq!(
+            promotion_wait_secs(&slow),
+            30,
+            "capped below the liveness probe"
+        );
+    }
+
+    /// Runs the data pod's start-up script as pod `pod` of a three-pod set with stand-ins
+    /// for `redis-cli` and `redis-server` on PATH: the Sentinel answers the contents of
+    /// `sentinel-N` for its N-th question (nothing when the file is absent), `info
+    /// replication` says `role:master` for the host in `master-host`, and `redis-server`
+    /// writes its arguments. Returns those arguments.
+    fn run_data_script(pod: &str, setup: &[(&str, &str)]) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).expect("bin");
+        let fake = dir.path().display().to_string();
+        let cli = format!(
+            r#"#!/bin/sh
+case "$*" in
+  *get-master-addr-by-name*)
+    n=`cat {fake}/count 2>/dev/null || echo 0`; n=`expr "$n" + 1`; echo "$n" > {fake}/count
+    [ -f "{fake}/sentinel-$n" ] && cat "{fake}/sentinel-$n"
+    exit 0 ;;
+  *"info replication"*)
+    [ "$2" = "`cat {fake}/master-host 2>/dev/null`" ] && echo role:master || echo role:slave ;;
+esac
+"#
+        );
+        let server = format!("#!/bin/sh\necho \"$*\" > {fake}/args\n");
+        for (name, text) in [("redis-cli", cli), ("redis-server", server)] {
+            let path = bin.join(name);
+            std::fs::write(&path, text).expect("write");
+            std::process::Command::new("chmod")
+                .args(["+x", &path.display().to_string()])
+                .status()
+                .expect("chmod");
+        }
+        for (file, text) in setup {
+            std::fs::write(dir.path().join(file), text).expect("setup");
+        }
+        let status = std::process::Command::new("sh")
+            .args(["-c", &data_script()])
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("POD_NAME", pod)
+            .env("POD_IP", "10.0.0.9")
+            .env("REDIS_SERVICE", "lobby-redis")
+            .env(
+                "DATA_HOSTS",
+                "lobby-redis-0.lobby-redis lobby-redis-1.lobby-redis lobby-redis-2.lobby-redis",
+            )
+            .env("SENTINEL_HOSTS", "lobby-sentinel-0.lobby-sentinel")
+            .env("MASTER_NAME", "hubbub")
+            .env("APPENDONLY", "no")
+            .env("PROMOTION_WAIT_SECS", "5")
+            .env_remove("REDIS_PASSWORD")
+            .status()
+            .expect("run sh");
+        assert!(status.success(), "data script failed");
+        std::fs::read_to_string(dir.path().join("args")).expect("redis-server ran")
+    }
+
+    #[test]
+    fn the_data_script_starts_pod_0_of_a_new_set_as_master_and_the_others_as_its_replicas() {
+        let args = run_data_script("lobby-redis-0", &[]);
+        assert!(!args.contains("--replicaof"), "{args}");
+        assert!(
+            args.contains("--replica-announce-ip lobby-redis-0.lobby-redis"),
+            "{args}"
+        );
+        let args = run_data_script("lobby-redis-1", &[]);
+        assert!(
+            args.contains("--replicaof lobby-redis-0.lobby-redis 6379"),
+            "{args}"
+        );
+    }
+
+    #[test]
+    fn the_data_script_joins_the_master_the_sentinels_or_the_data_pods_name() {
+        let args = run_data_script(
+            "lobby-redis-0",
+            &[("sentinel-1", "lobby-redis-2.lobby-redis\n")],
+        );
+        assert!(
+            args.contains("--replicaof lobby-redis-2.lobby-redis 6379"),
+            "{args}"
+        );
+        // no Sentinel answers, but pod 1 says it is the master
+        let args = run_data_script(
+            "lobby-redis-0",
+            &[("master-host", "lobby-redis-1.lobby-redis")],
+        );
+        assert!(
+            args.contains("--replicaof lobby-redis-1.lobby-redis 6379"),
+            "{args}"
+        );
+    }
+
+    #[test]
+    fn a_restarted_master_waits_for_the_promotion_and_joins_the_new_master() {
+        // the Sentinels name this pod twice, then the replica they promoted
+        let args = run_data_script(
+            "lobby-redis-0",
+            &[
+                ("sentinel-1", "lobby-redis-0.lobby-redis\n"),
+                ("sentinel-2", "lobby-redis-0.lobby-redis\n"),
+                ("sentinel-3", "lobby-redis-1.lobby-redis\n"),
+            ],
+        );
+        assert!(
+            args.contains("--replicaof lobby-redis-1.lobby-redis 6379"),
+            "{args}"
+        );
+        // no promotion within PROMOTION_WAIT_SECS: it starts as master after all
+        let same: Vec<(String, &str)> = (1..=8)
+            .map(|n| (format!("sentinel-{n}"), "lobby-redis-0.lobby-redis\n"))
+            .collect();
+        let setup: Vec<(&str, &str)> = same.iter().map(|(f, t)| (f.as_str(), *t)).collect();
+        let args = run_data_script("lobby-redis-0", &setup);
+        assert!(!args.contains("--replicaof"), "{args}");
     }
 
     #[test]
