@@ -11,7 +11,10 @@ const SERVER = binary("hubbub-server");
 
 /**
  * Connects with reconnection on (short delays) and records chat events with the offset that
- * ends each one taken off: `seen.messages` holds the message objects, `offsets` every offset.
+ * ends each one taken off: `seen.messages` holds the message objects, `offsets` the offset of
+ * every broadcast. The welcome is a direct emit: it carries the log head at the time it is
+ * sent, which is the offset of the broadcast just before it when one came first (the
+ * connection handler may run after another client's broadcast), so it is not counted there.
  */
 export async function recoveringClient(url, opts = {}) {
   const seen = { messages: [], question: [], joined: [], left: [], offsets: [] };
@@ -21,7 +24,10 @@ export async function recoveringClient(url, opts = {}) {
     (s) => {
       for (const ev of ["messages", "question", "joined", "left"]) {
         s.on(ev, (...args) => {
-          if (s._pid && typeof args[args.length - 1] === "string") seen.offsets.push(args.pop());
+          if (s._pid && typeof args[args.length - 1] === "string") {
+            const offset = args.pop();
+            if (args[0]?.hello === undefined) seen.offsets.push(offset);
+          }
           seen[ev].push(args.length === 1 ? args[0] : args);
         });
       }
@@ -74,7 +80,7 @@ test("recovered after a dropped transport: same id, nickname and question rule, 
     assert.equal(b.recovered, true, "the session was recovered");
     assert.equal(b.id, id, "same socket id");
     assert.deepEqual(textsFrom(b, "ann"), ["before", "missed 1", "missed 2", "missed 3", "missed 4", "missed 5"]);
-    assert.equal(new Set(b.seen.offsets).size, b.seen.offsets.length, "no offset was delivered twice");
+    assert.equal(new Set(b.seen.offsets).size, b.seen.offsets.length, "no broadcast's offset was delivered twice");
 
     // Live traffic goes on after the replay, once.
     await a.emitWithAck("messages", "after");
