@@ -49,14 +49,15 @@ stop_all() {
 }
 trap stop_all EXIT
 
-# wait_ready URL PID: waits until URL answers 200 (at most 10 s).
+# wait_ready URL PID LOG: waits until URL answers 200 (at most 10 s); shows LOG if not.
 wait_ready() {
   for _ in $(seq 1 100); do
     if curl -fs -o /dev/null "$1"; then return 0; fi
     kill -0 "$2" 2>/dev/null || break
     sleep 0.1
   done
-  echo "error: $1 did not become ready" >&2
+  echo "error: $1 did not become ready; $3:" >&2
+  cat "$3" >&2
   return 1
 }
 
@@ -74,11 +75,11 @@ for name in a b; do
   # The event of the round trip is refused without Redis; lift the rate limit so that
   # every round trip counts.
   "${servers_on[@]}" "$server_bin" --bind "127.0.0.1:$p" --redis-url "redis://127.0.0.1:$port" \
-    --rate-limit 1000000 --rate-burst 1000000 --log warn >"$OUT/server-$name.log" 2>&1 &
+    --rate-limit 100000 --rate-burst 1000000 --log warn >"$OUT/server-$name.log" 2>&1 &
   pids+=("$!")
   server_pids+=("$!")
   server_ports+=("$p")
-  wait_ready "http://127.0.0.1:$p/readyz" "$!"
+  wait_ready "http://127.0.0.1:$p/readyz" "$!" "$OUT/server-$name.log"
 done
 a=http://127.0.0.1:${server_ports[0]}
 b=http://127.0.0.1:${server_ports[1]}
