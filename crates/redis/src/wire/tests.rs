@@ -175,6 +175,32 @@ fn integral_floats_are_written_as_integers_like_javascript() {
     );
 }
 
+/// Found by `fuzz/redis_wire`: a server-side-emit request in MessagePack whose data held an
+/// integral float was written as JSON `-6645093.0`, which the next round read back as the
+/// integer `-6645093`: encoding was not a fixed point. Integral floats now decode as integers.
+#[test]
+fn integral_floats_from_msgpack_decode_as_integers() {
+    let mut data = Vec::new();
+    rmpv::encode::write_value(
+        &mut data,
+        &Mp::Map(vec![
+            (Mp::from("uid"), Mp::from("peer")),
+            (Mp::from("type"), Mp::from(6)),
+            (
+                Mp::from("data"),
+                Mp::Array(vec![Mp::from("ev"), Mp::F64(-6_645_093.0), Mp::F32(2.0), Mp::F64(0.5)]),
+            ),
+        ]),
+    )
+    .unwrap();
+    let req = decode_request(&data).unwrap();
+    let bytes = encode_request(&req);
+    let text = std::str::from_utf8(&bytes).unwrap();
+    assert!(text.contains(r#"["ev",-6645093,2,0.5]"#), "{text}");
+    let again = decode_request(&bytes).unwrap();
+    assert_eq!(encode_request(&again), bytes, "a fixed point");
+}
+
 #[test]
 fn emitter_broadcasts_decode() {
     let all = decode_broadcast(&fixture("emitter-broadcast", 0).bytes).unwrap();
