@@ -22,6 +22,11 @@
 #   REDIS=1              also run the fan-out against two replicas sharing a fresh
 #                        redis-server (socket.io: @socket.io/redis-adapter; hubbub:
 #                        --redis-url); replicas and Redis all on CPU 0; 0 skips it
+#   CLUSTER=1            also run the fan-out and saturate against two hubbub replicas
+#                        sharing a fresh three-shard Redis Cluster (three cluster-mode
+#                        redis-servers, one master each, no replicas; --redis-cluster-nodes),
+#                        all on CPU 0, and record how many PUBLISH/SPUBLISH each shard
+#                        served (shards-*.txt in OUT); 0 skips it
 #   AMQP=1               also run the fan-out against two hubbub replicas sharing a
 #                        private rabbitmq-server node (--amqp-url, no Redis), all on
 #                        CPU 0 (socket.io has no counterpart here); 0 skips it
@@ -34,7 +39,8 @@
 #   MAX_STEPS=16         most ramp steps (16 reach 4,400 msg/s: 4.4 M deliveries/s to
 #                        1000 subscribers, so that no server's ramp ends at the cap)
 #   PEERS="socketioxide socketio"
-#                        the servers hubbub is compared with (either or both)
+#                        the servers hubbub is compared with (either, both, or "" for
+#                        hubbub alone)
 #   OUT=dir              where the JSON reports go (default: a new temp dir)
 #   PROFILE=release      cargo profile; `PROFILE=dev` only to check the script quickly
 set -euo pipefail
@@ -52,17 +58,18 @@ RATES=${RATES:-100 400}
 IDLE=${IDLE:-10000}
 REDIS=${REDIS:-1}
 AMQP=${AMQP:-1}
+CLUSTER=${CLUSTER:-1}
 SATURATE_REPS=${SATURATE_REPS:-1}
 REFINE=${REFINE:-3}
 MAX_STEPS=${MAX_STEPS:-16}
 OUT=${OUT:-$(mktemp -d -t hubbub-compare.XXXXXX)}
 PROFILE=${PROFILE:-release}
-PEERS=${PEERS:-socketioxide socketio}
+PEERS=${PEERS-socketioxide socketio}
 mkdir -p "$OUT"
 
 ensure_apt util-linux taskset
 ensure_apt curl curl
-if [ "$REDIS" = 1 ]; then ensure_apt redis-server redis-server; fi
+if [ "$REDIS" = 1 ] || [ "$CLUSTER" = 1 ]; then ensure_apt redis-server redis-server; fi
 if [ "$AMQP" = 1 ]; then RUNLEVEL=1 ensure_apt rabbitmq-server rabbitmq-server; fi
 case " $PEERS " in *" socketio "*) ensure_npm "$root/bench/node" ;; esac
 echo "==> cargo build --profile $PROFILE -p hubbub-server -p hubbub-bench"
@@ -147,7 +154,17 @@ start_rabbitmq() {
   broker_pids="$broker_pids $beam"
 }
 
-# start_one KIND [REDIS_URL [AMQP_URL]]: one server process on a fresh port pinned to CPU 0;
+# shard_stats FILE: how many PUBLISH/SPUBLISH each shard of the cluster served, into FILE.
+shard_stats() {
+  local p slots stats
+  for p in $cluster_ports; do
+    slots=$(redis-cli -p "$p" cluster nodes | awk '/myself/ {print $9}')
+    stats=$(redis-cli -p "$p" info commandstats | { grep -E '^cmdstat_(s?publish):' || true; } | cut -d, -f1 | tr '\n' ' ')
+    echo "shard 127.0.0.1:$p (slots $slots): ${stats:-no publishes}"
+  done >"$1"
+}
+
+# start_one KIND [REDIS_URL [AMQP_URL [CLUSTER_SEEDS]]]: one server process on a fresh port pinned to CPU 0;
 # appends to server_pids and urls.
 start_one() {
   port=$((port + 1))
@@ -162,6 +179,7 @@ start_one() {
       # No welcome message and no per-connection rate limit: the same behaviour as the Node server.
       taskset -c 0 "$server_bin" --bind "127.0.0.1:$port" --welcome "" \
         --rate-limit 100000 --rate-burst 1000000 --log warn ${2:+--redis-url "$2"} ${3:+--amqp-url "$3"} \
+        ${4:+--redis-cluster-nodes "$4"} \
         >"$OUT/server-$port.log" 2>&1 &
       ;;
   esac
@@ -196,6 +214,31 @@ start_server() {
       wait_port "$redis_port" "$!" redis-server
       start_one "${1%-redis}" "redis://127.0.0.1:$redis_port"
       start_one "${1%-redis}" "redis://127.0.0.1:$redis_port"
+      ;;
+    hubbub-cluster)
+      # Three cluster-mode nodes, one shard each; their bus ports are 10000 above.
+      cluster_ports=""
+      local p seeds=""
+      for _ in 1 2 3; do
+        port=$((port + 1))
+        mkdir -p "$OUT/cluster-$port"
+        taskset -c 0 redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+          --dir "$OUT/cluster-$port" --cluster-enabled yes --cluster-config-file nodes.conf \
+          --cluster-port $((port + 10000)) >"$OUT/server-$port.log" 2>&1 &
+        server_pids="$server_pids $!"
+        wait_port "$port" "$!" redis-server
+        cluster_ports="$cluster_ports $port"
+        seeds="${seeds:+$seeds,}127.0.0.1:$port"
+      done
+      local nodes=()
+      for p in $cluster_ports; do nodes+=("127.0.0.1:$p"); done
+      redis-cli --cluster create "${nodes[@]}" --cluster-yes >"$OUT/cluster-create.log" 2>&1
+      for _ in $(seq 1 100); do
+        if redis-cli -p "${nodes[0]##*:}" cluster info 2>/dev/null | grep -q cluster_state:ok; then break; fi
+        sleep 0.1
+      done
+      start_one hubbub "" "" "$seeds"
+      start_one hubbub "" "" "$seeds"
       ;;
     hubbub-amqp)
       start_rabbitmq
@@ -232,6 +275,7 @@ for rep in $(seq 1 "$REPS"); do
     order="$order $(rotation "$((rep - 1))" "${servers[@]/%/-redis}")"
   fi
   if [ "$AMQP" = 1 ]; then order="$order hubbub-amqp"; fi
+  if [ "$CLUSTER" = 1 ]; then order="$order hubbub-cluster"; fi
   for name in $order; do
     for rate in $RATES; do
       start_server "$name"
@@ -239,9 +283,11 @@ for rep in $(seq 1 "$REPS"); do
       bench fanout --url "$url" --subscribers "$SUBSCRIBERS" --publishers "$PUBLISHERS" \
         --rate "$rate" --size "$SIZE" --duration "$DURATION" --drain 5 --pids "$pids" \
         >"$OUT/fanout-$rate-$name-$rep.json" || echo "    (run failed)"
+      if [ "$name" = hubbub-cluster ]; then shard_stats "$OUT/shards-fanout-$rate-$rep.txt"; fi
       stop_server
     done
-    if [ "$IDLE" -gt 0 ] && [ "${name%-redis}" = "$name" ] && [ "${name%-amqp}" = "$name" ]; then
+    if [ "$IDLE" -gt 0 ] && [ "${name%-redis}" = "$name" ] && [ "${name%-amqp}" = "$name" ] &&
+      [ "${name%-cluster}" = "$name" ]; then
       start_server "$name"
       echo "--> rep $rep $name idle $IDLE (load average $(cut -d" " -f1 /proc/loadavg))"
       bench idle --url "$url" --connections "$IDLE" --hold 5 --pids "$pids" \
@@ -255,6 +301,7 @@ for rep in $(seq 1 "$SATURATE_REPS"); do
   if [ "$REDIS" = 1 ]; then
     order="$order $(rotation "$((rep - 1))" "${servers[@]/%/-redis}")"
   fi
+  if [ "$CLUSTER" = 1 ]; then order="$order hubbub-cluster"; fi
   for name in $order; do
     start_server "$name"
     echo "--> rep $rep $name saturate (load average $(cut -d" " -f1 /proc/loadavg))"
@@ -262,6 +309,7 @@ for rep in $(seq 1 "$SATURATE_REPS"); do
       --size "$SIZE" --start-rate 10 --factor 1.5 --max-steps "$MAX_STEPS" --refine "$REFINE" --p99-ms 50 \
       --warmup 3 --duration 3 --drain 3 --pids "$pids" >"$OUT/saturate-$name-$rep.json" ||
       echo "    (run failed)"
+    if [ "$name" = hubbub-cluster ]; then shard_stats "$OUT/shards-saturate-$rep.txt"; fi
     stop_server
   done
 done

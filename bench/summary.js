@@ -11,7 +11,7 @@ const dir = process.argv[2];
 const runs = {}; // scenario -> server -> [report]
 let failed = 0;
 for (const file of fs.readdirSync(dir).sort()) {
-  const m = file.match(/^(fanout-\d+(?:\.\d+)?|idle|saturate)-(socketioxide|socketio|hubbub)(-redis|-amqp)?-(\d+)\.json$/);
+  const m = file.match(/^(fanout-\d+(?:\.\d+)?|idle|saturate)-(socketioxide|socketio|hubbub)(-redis|-amqp|-cluster)?-(\d+)\.json$/);
   if (!m) continue;
   let report;
   try {
@@ -67,12 +67,14 @@ const saturateMetrics = [
 ];
 
 for (const scenario of Object.keys(runs).sort()) {
-  const base = scenario.replace(/-(redis|amqp)$/, "");
+  const base = scenario.replace(/-(redis|amqp|cluster)$/, "");
   const where = scenario.endsWith("-redis")
     ? ", two replicas through Redis"
     : scenario.endsWith("-amqp")
-      ? ", two hubbub replicas through RabbitMQ (no socket.io counterpart)"
-      : ", one process";
+      ? ", two hubbub replicas through RabbitMQ (no peer counterpart)"
+      : scenario.endsWith("-cluster")
+        ? ", two hubbub replicas through a three-shard Redis Cluster (no peer counterpart)"
+        : ", one process";
   const metrics = { idle: idleMetrics, saturate: saturateMetrics }[base] ?? fanoutMetrics;
   const title =
     ({ idle: "idle connections", saturate: "saturate (p99 bound 50 ms)" }[base] ??
@@ -101,6 +103,15 @@ for (const scenario of Object.keys(runs).sort()) {
     const per = (peer) => reps.map((rep) => ratio(best(h, rep), best(peer, rep))).join(" / ");
     if (x.length) console.log(`| ratio per repetition, hubbub / socketioxide | | | | ${per(x)} | |`);
     if (s.length) console.log(`| ratio per repetition, hubbub / socket.io | | | | | ${per(s)} |`);
+  }
+}
+// How the cluster runs' publishes spread over the shards (PUBLISH and SPUBLISH per shard).
+const shardFiles = fs.readdirSync(dir).filter((f) => /^shards-.*\.txt$/.test(f)).sort();
+if (shardFiles.length) {
+  console.log("\n### Redis Cluster: publishes per shard\n");
+  for (const f of shardFiles) {
+    console.log(`${f.replace(/\.txt$/, "")}:`);
+    for (const line of fs.readFileSync(path.join(dir, f), "utf8").trim().split("\n")) console.log(`    ${line}`);
   }
 }
 if (failed) console.log(`\n${failed} run(s) failed and are not counted.`);
