@@ -188,7 +188,12 @@ fn integral_floats_from_msgpack_decode_as_integers() {
             (Mp::from("type"), Mp::from(6)),
             (
                 Mp::from("data"),
-                Mp::Array(vec![Mp::from("ev"), Mp::F64(-6_645_093.0), Mp::F32(2.0), Mp::F64(0.5)]),
+                Mp::Array(vec![
+                    Mp::from("ev"),
+                    Mp::F64(-6_645_093.0),
+                    Mp::F32(2.0),
+                    Mp::F64(0.5),
+                ]),
             ),
         ]),
     )
