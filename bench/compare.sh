@@ -9,8 +9,9 @@
 # is single-threaded anyway), the load tool under `taskset -c 1` with one runtime
 # thread.
 #
-# Usage: bench/compare.sh   (defaults below; about 12 minutes after the build,
-#                           16 with SATURATE_REPS=3)
+# Usage: bench/compare.sh   (defaults below; about 20 minutes after the builds on the
+#                           2-core development machine: three servers, Redis, RabbitMQ
+#                           and Redis Cluster variants)
 # Settings (environment):
 #   REPS=3               repetitions of every scenario on every server
 #   SUBSCRIBERS=1000     fan-out receivers
