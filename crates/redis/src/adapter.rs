@@ -98,7 +98,7 @@ fn random_request_id() -> String {
 /// `@socket.io/redis-adapter` sends it: id, rooms, `socket.data`, and `socket.handshake`
 /// (`{headers, time, address, xdomain, secure, issued, url, query}`, credential headers
 /// redacted) with `auth`, the CONNECT payload.
-fn remote_socket(info: &SocketInfo) -> wire::RemoteSocket {
+pub(crate) fn remote_socket(info: &SocketInfo) -> wire::RemoteSocket {
     let mut handshake = match &info.handshake {
         Value::Object(m) => m.clone(),
         _ => Map::new(),
@@ -113,7 +113,7 @@ fn remote_socket(info: &SocketInfo) -> wire::RemoteSocket {
 }
 
 /// A socket described by a peer's `fetchSockets()` answer.
-fn socket_info(s: wire::RemoteSocket) -> SocketInfo {
+pub(crate) fn socket_info(s: wire::RemoteSocket) -> SocketInfo {
     let mut handshake = s.handshake;
     let auth = handshake
         .as_object_mut()
@@ -570,30 +570,6 @@ impl Adapter for RedisAdapter {
     }
 
     fn broadcast(&self, ns: &Arc<Namespace>, packet: BroadcastPacket, opts: BroadcastOptions) {
-        let recovery = self.recovery.read().clone();
-        if let Some(recovery) = recovery
-            && !opts.flags.local
-        {
-            // Logged: one script call appends it to the stream and publishes it with its
-            // offset; this replica delivers it when it comes back, like the others.
-            let wire_opts = BroadcastOpts {
-                selector: to_selector(&opts),
-                flags: wire::BroadcastFlags::default(),
-            };
-            let bytes = wire::encode_event_broadcast(
-                &self.uid,
-                ns.name(),
-                &packet.data,
-                &packet.binary,
-                &wire_opts,
-                Some(now_micros()),
-            );
-            let channel = self
-                .channels(ns.name())
-                .broadcast_channel(&wire_opts.selector.rooms);
-            recovery.log(ns, channel, bytes, packet, opts);
-            return;
-        }
         if !opts.flags.local {
             let wire_opts = BroadcastOpts {
                 selector: to_selector(&opts),
@@ -610,6 +586,13 @@ impl Adapter for RedisAdapter {
             let channel = self
                 .channels(ns.name())
                 .broadcast_channel(&wire_opts.selector.rooms);
+            let recovery = self.recovery.read().clone();
+            if let Some(recovery) = recovery {
+                // Logged: one script call appends it to the stream and publishes it with its
+                // offset; this replica delivers it when it comes back, like the others.
+                recovery.log(ns, channel, bytes, packet, opts);
+                return;
+            }
             self.publish(channel, bytes, MessageKind::Broadcast);
         }
         ns.deliver_local(&packet, &opts);

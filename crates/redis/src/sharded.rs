@@ -29,10 +29,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
+use crate::adapter::{remote_socket, socket_info};
 use crate::link::{InboundHandler, MessageKind, RedisLink};
 use crate::wire::sharded::{
     ClusterBody, ClusterMessage, ShardedChannels, decode_cluster_message, encode_cluster_message,
@@ -107,40 +108,6 @@ fn wire_opts(opts: &BroadcastOptions) -> BroadcastOpts {
 
 fn random_request_id() -> String {
     format!("{:016x}", rand::random::<u64>())
-}
-
-/// What `fetchSockets()` on a peer (hubbub or Node) gets for a hubbub socket, as
-/// `@socket.io/redis-adapter` sends it: id, rooms, `socket.data`, and `socket.handshake`
-/// (`{headers, time, address, xdomain, secure, issued, url, query}`, credential headers
-/// redacted) with `auth`, the CONNECT payload.
-fn remote_socket(info: &SocketInfo) -> wire::RemoteSocket {
-    let mut handshake = match &info.handshake {
-        Value::Object(m) => m.clone(),
-        _ => Map::new(),
-    };
-    handshake.insert("auth".into(), info.auth.clone());
-    wire::RemoteSocket {
-        id: info.id.to_string(),
-        handshake: Value::Object(handshake),
-        rooms: info.rooms.iter().map(|r| r.to_string()).collect(),
-        data: info.data.clone(),
-    }
-}
-
-/// A socket described by a peer's `fetchSockets()` answer.
-fn socket_info(s: wire::RemoteSocket) -> SocketInfo {
-    let mut handshake = s.handshake;
-    let auth = handshake
-        .as_object_mut()
-        .and_then(|h| h.remove("auth"))
-        .unwrap_or(Value::Null);
-    SocketInfo {
-        id: Arc::from(s.id.as_str()),
-        rooms: s.rooms.iter().map(|r| Arc::from(r.as_str())).collect(),
-        auth,
-        handshake,
-        data: s.data,
-    }
 }
 
 impl ShardedAdapter {
