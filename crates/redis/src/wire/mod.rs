@@ -87,9 +87,50 @@ fn write_mp(value: &Mp) -> Vec<u8> {
     out
 }
 
+/// Deepest nesting of arrays and maps accepted in a MessagePack message (a binary value
+/// counts one level: it becomes a `{"_placeholder":true,"num":n}` object). A message is
+/// re-encoded as JSON (requests, client packets), and JSON decoders, hubbub's included
+/// (`serde_json`: 127 levels), refuse deeper values; 100 leaves room for the envelopes.
+pub const MAX_NESTING: usize = 100;
+
 fn read_mp(bytes: &[u8]) -> Result<Mp, WireError> {
     let mut rd = bytes;
-    rmpv::decode::read_value(&mut rd).map_err(|e| WireError::MessagePack(e.to_string()))
+    // rmpv counts about two steps per level; its bound keeps its recursion short whatever
+    // the input (its default, 1024, lets a message overflow a worker's stack in debug builds).
+    let value = rmpv::decode::read_value_with_max_depth(&mut rd, 4 * MAX_NESTING)
+        .map_err(|e| WireError::MessagePack(e.to_string()))?;
+    if nesting_exceeds(&value, MAX_NESTING) {
+        return Err(WireError::MessagePack(format!(
+            "nested deeper than {MAX_NESTING} levels"
+        )));
+    }
+    Ok(value)
+}
+
+/// Whether arrays, maps and binary values in `value` nest deeper than `max` (iterative: the
+/// input decides the depth).
+fn nesting_exceeds(value: &Mp, max: usize) -> bool {
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        let depth = match v {
+            Mp::Array(_) | Mp::Map(_) | Mp::Binary(_) => depth + 1,
+            _ => continue,
+        };
+        if depth > max {
+            return true;
+        }
+        match v {
+            Mp::Array(items) => stack.extend(items.iter().map(|i| (i, depth))),
+            Mp::Map(pairs) => {
+                for (k, v) in pairs {
+                    stack.push((k, depth));
+                    stack.push((v, depth));
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 fn json_bytes(value: &Json) -> Vec<u8> {

@@ -632,3 +632,66 @@ fn broadcasts_clients_cannot_decode_are_refused() {
     );
     assert!(decode_broadcast(&publish(Mp::Array(vec![Mp::from(42)]))).is_ok());
 }
+
+/// Found by a long `fuzz/redis_wire` campaign: a MessagePack request whose data nested about
+/// 200 arrays deep was accepted, and its JSON re-encoding was then refused by every JSON
+/// decoder (serde_json stops at 127 levels). MessagePack now stops at `MAX_NESTING`.
+#[test]
+fn messagepack_nested_deeper_than_json_allows_is_refused() {
+    fn nested(levels: usize) -> Mp {
+        (0..levels).fold(Mp::from("x"), |v, _| Mp::Array(vec![v]))
+    }
+    let request = |levels| {
+        write_mp(&Mp::Map(vec![
+            (Mp::from("uid"), Mp::from("peer")),
+            (Mp::from("requestId"), Mp::from("r1")),
+            (Mp::from("type"), Mp::from(6)),
+            (
+                Mp::from("data"),
+                Mp::Array(vec![Mp::from("ev"), nested(levels)]),
+            ),
+        ]))
+    };
+    // The request's map and its data array are two of the levels.
+    let deepest = MAX_NESTING - 2;
+    let req = decode_request(&request(deepest)).expect("as deep as allowed");
+    let again = decode_request(&encode_request(&req)).expect("its JSON re-encoding decodes");
+    assert_eq!(again.body, req.body);
+    match decode_request(&request(deepest + 1)) {
+        Err(WireError::MessagePack(m)) => assert!(m.contains("nested deeper than 100"), "{m}"),
+        other => panic!("one level deeper: {other:?}"),
+    }
+    // A binary value counts as a level (it becomes a placeholder object).
+    let bin = write_mp(&Mp::Array(vec![
+        Mp::from("uid"),
+        Mp::Map(vec![
+            (Mp::from("type"), Mp::from(2)),
+            (
+                Mp::from("data"),
+                Mp::Array(vec![
+                    Mp::from("ev"),
+                    (0..MAX_NESTING - 3).fold(Mp::Binary(vec![1]), |v, _| Mp::Array(vec![v])),
+                ]),
+            ),
+            (Mp::from("nsp"), Mp::from("/")),
+        ]),
+        Mp::Map(vec![]),
+    ]));
+    assert!(matches!(
+        decode_broadcast(&bin),
+        Err(WireError::MessagePack(_))
+    ));
+    // Ten thousand levels: refused without overflowing the stack.
+    let mut deep = write_mp(&Mp::Map(vec![
+        (Mp::from("uid"), Mp::from("peer")),
+        (Mp::from("type"), Mp::from(6)),
+    ]));
+    deep[0] += 1; // one more entry: "data" and an array nested 10,000 deep
+    deep.extend_from_slice(b"\xa4data");
+    deep.extend(std::iter::repeat_n(0x91, 10_000));
+    deep.extend_from_slice(b"\xa1x");
+    assert!(matches!(
+        decode_request(&deep),
+        Err(WireError::MessagePack(_))
+    ));
+}
