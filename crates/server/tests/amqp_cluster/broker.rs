@@ -16,11 +16,18 @@ use crate::support::free_port;
 
 const WRAPPER: &str = r#"
 epmd -port "$ERL_EPMD_PORT" &
-"$RABBITMQ_SERVER" &
+{ "$RABBITMQ_SERVER"; echo "$EXITED $?"; } &
 read -r _closed
 if [ -n "$HUBBUB_RM_DIR" ]; then rm -rf "$HUBBUB_RM_DIR"; fi
 kill -KILL 0
 "#;
+
+/// What the wrapper prints, with the exit status, when the broker process ends: the broker
+/// may die at start-up while `epmd` keeps the output pipe open.
+const EXITED: &str = "hubbub-test-wrapper: rabbitmq-server exited with status";
+
+/// How long a node may take to start (about 5 s on an idle machine, 20 s under load).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The Debian package installs the scripts that run as the invoking user here (the ones
 /// on PATH switch to the `rabbitmq` user when run as root).
@@ -127,6 +134,9 @@ impl RabbitNode {
         cmd.args(["-c", WRAPPER]);
         self.env(&mut cmd);
         cmd.env("RABBITMQ_SERVER", tool("rabbitmq-server"))
+            .env("EXITED", EXITED)
+            // Where a broker that fails writes its erl_crash.dump.
+            .current_dir(&self.dir)
             .env(
                 "HUBBUB_RM_DIR",
                 if self.remove_dir {
@@ -143,26 +153,58 @@ impl RabbitNode {
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run sh for rabbitmq-server ({e})"));
-        // Wait for the line the broker prints once it listens: an event, not a sleep.
+        // Wait for the line the broker prints once it listens: an event, not a sleep, but
+        // bounded: a broker that cannot start (its distribution port taken by another node,
+        // say) may keep retrying without ever exiting.
         let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // After start-up nobody listens; the lines are only drained.
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
         let mut seen = Vec::new();
         loop {
-            match lines.next() {
-                Some(Ok(line)) => {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with(EXITED) => {
+                    drop(child.stdin.take());
+                    let _ = child.wait();
+                    panic!(
+                        "rabbitmq-server (AMQP port {}, distribution port {}, epmd port {}) exited before it was ready, {} (is it installed? apt-get install rabbitmq-server; scripts/test does): {seen:#?}",
+                        self.port,
+                        self.dist_port,
+                        self.epmd_port,
+                        line.trim_start_matches(EXITED).trim()
+                    );
+                }
+                Ok(line) => {
                     let done = line.contains("Starting broker") && line.contains("completed");
                     seen.push(line);
                     if done {
                         break;
                     }
                 }
-                _ => panic!(
-                    "rabbitmq-server on port {} exited before it was ready (is it installed? apt-get install rabbitmq-server; scripts/test does): {seen:#?}",
-                    self.port
-                ),
+                Err(e) => {
+                    drop(child.stdin.take()); // the wrapper kills its group on EOF
+                    let _ = child.wait();
+                    let why = match e {
+                        std::sync::mpsc::RecvTimeoutError::Timeout => format!(
+                            "was not ready within {START_TIMEOUT:?} (AMQP port {}, distribution port {}, epmd port {}: another process on one of them?)",
+                            self.port, self.dist_port, self.epmd_port
+                        ),
+                        std::sync::mpsc::RecvTimeoutError::Disconnected => format!(
+                            "on port {} exited before it was ready (is it installed? apt-get install rabbitmq-server; scripts/test does)",
+                            self.port
+                        ),
+                    };
+                    panic!("rabbitmq-server {why}: {seen:#?}");
+                }
             }
         }
-        std::thread::spawn(move || for _ in lines {});
         self.child = Some(child);
     }
 
