@@ -16,12 +16,14 @@ const SERVER = binary("hubbub-server");
  * sent, which is the offset of the broadcast just before it when one came first (the
  * connection handler may run after another client's broadcast), so it is not counted there.
  */
-export async function recoveringClient(url, opts = {}) {
+export async function recoveringClient(url, { claim, ...opts } = {}) {
   const seen = { messages: [], question: [], joined: [], left: [], offsets: [] };
   const s = await connect(
     url,
     { transports: ["websocket"], reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100, ...opts },
     (s) => {
+      // Claim another client's session in the first CONNECT, as the client does on a reconnection.
+      if (claim) [s._pid, s._lastOffset] = [claim._pid, claim._lastOffset];
       for (const ev of ["messages", "question", "joined", "left"]) {
         s.on(ev, (...args) => {
           if (s._pid && typeof args[args.length - 1] === "string") {
@@ -97,6 +99,44 @@ test("recovered after a dropped transport: same id, nickname and question rule, 
     assert.equal(await metric(server.url, "hubbub_recovery_attempts_total"), 1);
     assert.equal(await metric(server.url, 'hubbub_recovery_total{result="recovered"}'), 1);
     assert.equal(await metric(server.url, "hubbub_recovery_replayed_events_total"), 5);
+  } finally {
+    clients.forEach((s) => s.close());
+    await server.stop();
+  }
+});
+
+test("claimed while its old connection still looks open (half-open): restored from the live socket", async () => {
+  const server = await startServer(SERVER);
+  const clients = [];
+  try {
+    const a = await recoveringClient(server.url);
+    const b = await recoveringClient(server.url, { reconnection: false });
+    clients.push(a, b);
+    assert.equal((await a.emitWithAck("join", "ann")).ok, true);
+    assert.equal((await b.emitWithAck("join", "bob")).ok, true);
+    assert.deepEqual(await b.emitWithAck("question", "Still there?"), { ok: true });
+    await a.emitWithAck("messages", "before");
+    await until(b, "messages", () => textsFrom(b, "ann").length === 1);
+
+    // b's network goes silent without the server noticing: its session is still connected
+    // there. What b last received is what a new connection of the same client claims.
+    const claim = { _pid: b._pid, _lastOffset: b._lastOffset };
+    const id = b.id;
+    await a.emitWithAck("messages", "while half-open");
+    const bClosed = once(b, "disconnect");
+    const c = await recoveringClient(server.url, { reconnection: false, claim });
+    clients.push(c);
+    assert.equal(c.recovered, true, "restored from the session of a socket still connected");
+    await bClosed; // the server closed the old connection first
+    assert.equal(c.id, id, "same socket id");
+    assert.deepEqual(textsFrom(c, "ann"), ["while half-open"], "exactly what was missed after the claim's offset");
+
+    // The nickname and the one-question rule came with it.
+    const reply = await c.emitWithAck("messages", "bob again");
+    assert.equal(reply.ok, true, JSON.stringify(reply));
+    await until(a, "messages", () => textsFrom(a, "bob").length === 1);
+    assert.deepEqual(await c.emitWithAck("question", "And again?"), { error: "one question per connection" });
+    assert.equal(await metric(server.url, 'hubbub_recovery_total{result="recovered"}'), 1);
   } finally {
     clients.forEach((s) => s.close());
     await server.stop();

@@ -43,8 +43,10 @@ use tokio::sync::mpsc;
 
 use crate::link::RedisLink;
 use crate::wire;
-use hubbub_socketio::recovery::{Failure, LoggedEvent, Offset, RecoverySettings, SessionRecord};
-use hubbub_socketio::{BroadcastOptions, BroadcastPacket, Namespace, RecoveryStore};
+use hubbub_socketio::recovery::{
+    Failure, LoggedEvent, Offset, RecoverySettings, SessionRecord, SessionSource,
+};
+use hubbub_socketio::{BroadcastOptions, BroadcastPacket, Namespace, RecoveryStore, Sid};
 
 /// `XADD` then `PUBLISH` with the entry id appended to the MessagePack array (see the module
 /// doc): the array header `0x94` (four elements) becomes `0x95`, and the id follows as a
@@ -185,6 +187,26 @@ impl RedisRecovery {
         format!("{}:recovery:{}", self.key_prefix, nsp)
     }
 
+    /// Writes the session's record to Redis (with its owner) and keeps the value to renew it.
+    fn save(&self, source: &dyn SessionSource) {
+        let Some(record) = source.record() else {
+            return;
+        };
+        let Ok(json) = serde_json::to_string(&record) else {
+            return;
+        };
+        let owner = source.owner();
+        let value = format!("{owner}\n{json}");
+        self.connected
+            .lock()
+            .insert(record.pid.clone(), (owner.to_owned(), value.clone()));
+        let _ = self.writes.send(Write::Save {
+            key: self.session_key(&record.pid),
+            value,
+            ttl_ms: self.connected_ttl_ms(),
+        });
+    }
+
     fn session_key(&self, pid: &str) -> String {
         format!("{}:recovery:session:{}", self.key_prefix, pid)
     }
@@ -307,22 +329,18 @@ fn stream_entries(reply: RedisValue) -> Vec<(Offset, Bytes)> {
 
 #[async_trait]
 impl RecoveryStore for RedisRecovery {
-    fn save(&self, record: &SessionRecord, owner: &str) {
-        let Ok(json) = serde_json::to_string(record) else {
-            return;
-        };
-        let value = format!("{owner}\n{json}");
-        self.connected
-            .lock()
-            .insert(record.pid.clone(), (owner.to_owned(), value.clone()));
-        let _ = self.writes.send(Write::Save {
-            key: self.session_key(&record.pid),
-            value,
-            ttl_ms: self.connected_ttl_ms(),
-        });
+    fn connected(&self, _pid: &Sid, source: Weak<dyn SessionSource>) {
+        if let Some(source) = source.upgrade() {
+            self.save(&*source);
+        }
     }
 
-    fn end(&self, pid: &str, owner: &str, recoverable: bool) {
+    fn changed(&self, _pid: &str, source: &dyn SessionSource) {
+        self.save(source);
+    }
+
+    fn end(&self, pid: &str, recoverable: bool, source: &dyn SessionSource) {
+        let owner = source.owner();
         let value = {
             let mut connected = self.connected.lock();
             match connected.get(pid) {

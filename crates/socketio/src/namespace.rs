@@ -326,9 +326,8 @@ impl Namespace {
             }
         };
         if let (Some(recovery), Some(pid)) = (&self.recovery, socket.pid()) {
-            recovery
-                .store
-                .end(pid, socket.session_id(), reason.is_recoverable());
+            let leaving = crate::socket::Leaving { socket, rooms };
+            recovery.store.end(pid, reason.is_recoverable(), &leaving);
         }
         let mut emptied: Vec<&Room> = Vec::new();
         if !rooms.is_empty() {
@@ -614,7 +613,7 @@ impl Namespace {
             .session()
             .send(Frame::Text(connect_reply(socket).into()));
         self.add_socket(socket.clone());
-        socket.save_session();
+        socket.register_session();
         drop(d);
         Ok(replayed)
     }

@@ -25,7 +25,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -35,6 +35,7 @@ use serde_json::Value;
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
+use super::Sid;
 use super::rooms::Room;
 use hubbub_engineio::Frame;
 
@@ -254,19 +255,36 @@ impl fmt::Debug for Recovery {
     }
 }
 
+/// A connected socket's session as a [`RecoveryStore`] reads it (the socket itself; when it
+/// leaves, the socket with the rooms it left).
+pub trait SessionSource: Send + Sync {
+    /// The Engine.IO session that holds it, so that a late `end` from a connection that has
+    /// been taken over does not touch the new owner's session.
+    fn owner(&self) -> &str;
+
+    /// Its record as of now (`None` when it has no log position yet, so cannot be restored).
+    fn record(&self) -> Option<SessionRecord>;
+}
+
 /// Where sessions (and, for a cluster, the event log) are kept.
 ///
-/// `save` and `end` are called on the hot path of the socket's life and must not block: a
-/// networked store queues the write. `take` and `missed` are awaited during a CONNECT.
+/// `connected`, `changed` and `end` are called on the hot path of the socket's life and must
+/// not block: a networked store queues the write. `take` and `missed` are awaited during a
+/// CONNECT.
 #[async_trait]
 pub trait RecoveryStore: Send + Sync + 'static {
-    /// Records the session of a connected socket (again when its rooms or data change).
-    /// `owner` is the Engine.IO session that holds it, so that a late `end` from a connection
-    /// that has been taken over does not touch the new owner's record.
-    fn save(&self, record: &SessionRecord, owner: &str);
+    /// A socket with session `pid` connected. A store that keeps copies (the Redis store, so
+    /// that another replica can restore the session after this one was killed) writes
+    /// `source`'s record now; the in-memory store keeps only the handle and reads the record
+    /// when the session ends or is taken, so a connected socket costs it no copy.
+    fn connected(&self, pid: &Sid, source: Weak<dyn SessionSource>);
 
-    /// The socket left: keep the session for the window when `recoverable`, else forget it.
-    fn end(&self, pid: &str, owner: &str, recoverable: bool);
+    /// The rooms or data of the connected session `pid` changed.
+    fn changed(&self, pid: &str, source: &dyn SessionSource);
+
+    /// The socket left (`source` reads its record as it left): keep the session for the window
+    /// when `recoverable`, else forget it.
+    fn end(&self, pid: &str, recoverable: bool, source: &dyn SessionSource);
 
     /// Removes and returns the session `pid` (a session is restored at most once).
     async fn take(&self, pid: &str) -> Result<SessionRecord, Failure>;
@@ -294,21 +312,34 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-struct StoredSession {
-    record: SessionRecord,
-    owner: String,
-    /// When it disconnected; `None` while connected.
-    ended: Option<Instant>,
+/// A session the in-memory store holds.
+enum Held {
+    /// Connected: read from the socket when it ends or is taken.
+    Live(Weak<dyn SessionSource>),
+    /// Disconnected at `at`, restorable until the window is over.
+    Ended(Box<(SessionRecord, Instant)>),
+}
+
+impl Held {
+    fn ended_at(&self) -> Option<Instant> {
+        match self {
+            Held::Live(_) => None,
+            Held::Ended(e) => Some(e.1),
+        }
+    }
 }
 
 #[derive(Default)]
 struct Sessions {
-    by_pid: HashMap<String, StoredSession>,
+    by_pid: HashMap<Sid, Held>,
     /// Ended sessions in the order they ended, to drop them when their window is over.
-    expiry: VecDeque<(Instant, String)>,
+    expiry: VecDeque<(Instant, Sid)>,
 }
 
-/// Sessions of a single process, with its namespaces' logs in memory.
+/// Sessions of a single process, with its namespaces' logs in memory. A connected session
+/// costs one map entry (its pid and a weak handle on the socket); its record is built only
+/// when it disconnects, or when a new connection claims it while the old one is still open
+/// (a half-open connection not yet noticed).
 pub struct MemoryRecoveryStore {
     window: Duration,
     sessions: Mutex<Sessions>,
@@ -345,7 +376,7 @@ impl MemoryRecoveryStore {
             if sessions
                 .by_pid
                 .get(&pid)
-                .is_some_and(|s| s.ended == Some(ended))
+                .is_some_and(|s| s.ended_at() == Some(ended))
             {
                 sessions.by_pid.remove(&pid);
             }
@@ -355,42 +386,58 @@ impl MemoryRecoveryStore {
 
 #[async_trait]
 impl RecoveryStore for MemoryRecoveryStore {
-    fn save(&self, record: &SessionRecord, owner: &str) {
-        self.sessions.lock().by_pid.insert(
-            record.pid.clone(),
-            StoredSession {
-                record: record.clone(),
-                owner: owner.to_owned(),
-                ended: None,
-            },
-        );
+    fn connected(&self, pid: &Sid, source: Weak<dyn SessionSource>) {
+        self.sessions
+            .lock()
+            .by_pid
+            .insert(pid.clone(), Held::Live(source));
     }
 
-    fn end(&self, pid: &str, owner: &str, recoverable: bool) {
+    fn changed(&self, _pid: &str, _source: &dyn SessionSource) {
+        // Read from the socket when needed.
+    }
+
+    fn end(&self, pid: &str, recoverable: bool, source: &dyn SessionSource) {
         let now = Instant::now();
         let mut sessions = self.sessions.lock();
         Self::sweep(&mut sessions, self.window, now);
-        let Some(s) = sessions.by_pid.get_mut(pid) else {
-            return;
+        let Some((pid, Held::Live(live))) = sessions.by_pid.get_key_value(pid) else {
+            return; // unknown, or already ended
         };
-        if s.owner != owner {
+        // A socket that is gone without an `end` cannot be the one ending now.
+        if live.upgrade().is_some_and(|s| s.owner() != source.owner()) {
             return; // taken over by a newer connection
         }
-        if recoverable {
-            s.ended = Some(now);
-            sessions.expiry.push_back((now, pid.to_owned()));
-        } else {
-            sessions.by_pid.remove(pid);
+        let pid = pid.clone();
+        match source.record().filter(|_| recoverable) {
+            Some(record) => {
+                sessions
+                    .by_pid
+                    .insert(pid.clone(), Held::Ended(Box::new((record, now))));
+                sessions.expiry.push_back((now, pid));
+            }
+            None => {
+                sessions.by_pid.remove(&pid);
+            }
         }
     }
 
     async fn take(&self, pid: &str) -> Result<SessionRecord, Failure> {
         let now = Instant::now();
-        let mut sessions = self.sessions.lock();
-        let s = sessions.by_pid.remove(pid).ok_or(Failure::UnknownSession)?;
-        match s.ended {
-            Some(ended) if now.duration_since(ended) > self.window => Err(Failure::Expired),
-            _ => Ok(s.record),
+        let held = self
+            .sessions
+            .lock()
+            .by_pid
+            .remove(pid)
+            .ok_or(Failure::UnknownSession)?;
+        match held {
+            // Claimed while its connection still looks open (a half-open one).
+            Held::Live(live) => live
+                .upgrade()
+                .and_then(|s| s.record())
+                .ok_or(Failure::UnknownSession),
+            Held::Ended(e) if now.duration_since(e.1) > self.window => Err(Failure::Expired),
+            Held::Ended(e) => Ok(e.0),
         }
     }
 
@@ -588,41 +635,84 @@ mod tests {
         }
     }
 
+    /// A stand-in for a connected socket: its owner and its record, which it can change.
+    struct Source {
+        owner: &'static str,
+        record: Mutex<SessionRecord>,
+    }
+
+    impl SessionSource for Source {
+        fn owner(&self) -> &str {
+            self.owner
+        }
+        fn record(&self) -> Option<SessionRecord> {
+            Some(self.record.lock().clone())
+        }
+    }
+
+    /// A connected session `pid` owned by `owner`: keep the `Arc` alive as the socket would.
+    fn connect(store: &MemoryRecoveryStore, pid: &str, owner: &'static str) -> Arc<Source> {
+        let source = Arc::new(Source {
+            owner,
+            record: Mutex::new(record(pid)),
+        });
+        let weak: Weak<Source> = Arc::downgrade(&source);
+        store.connected(&Sid::from(pid), weak);
+        source
+    }
+
     #[tokio::test(start_paused = true)]
     async fn memory_sessions_last_the_window_once_and_only_when_recoverable() {
         let store = MemoryRecoveryStore::new(Duration::from_millis(50));
-        store.save(&record("a"), "e1");
-        // Connected sessions (a killed peer's, say) can be taken.
-        assert_eq!(store.take("a").await.map(|r| r.pid), Ok("a".into()));
+        let a = connect(&store, "a", "e1");
+        a.record.lock().rooms = vec!["r".into()];
+        // Connected sessions (a half-open connection's, say) can be taken, as they are now.
+        let taken = store.take("a").await.unwrap();
+        assert_eq!(
+            (taken.pid.as_str(), taken.rooms),
+            ("a", vec!["r".to_owned()])
+        );
         assert_eq!(
             store.take("a").await,
             Err(Failure::UnknownSession),
             "restored once"
         );
 
-        store.save(&record("b"), "e1");
-        store.end("b", "e1", false);
+        let b = connect(&store, "b", "e1");
+        store.end("b", false, &*b);
         assert_eq!(
             store.take("b").await,
             Err(Failure::UnknownSession),
             "clean disconnects are forgotten"
         );
 
-        store.save(&record("c"), "e1");
-        store.save(&record("c"), "e2"); // taken over by a new connection
-        store.end("c", "e1", true); // the old connection's late end changes nothing
-        store.end("c", "e2", true);
-        assert!(store.take("c").await.is_ok());
+        let c1 = connect(&store, "c", "e1");
+        let c2 = connect(&store, "c", "e2"); // taken over by a new connection
+        c2.record.lock().data = json!({"nick": "new"});
+        store.end("c", true, &*c1); // the old connection's late end changes nothing
+        assert_eq!(store.len(), 1);
+        store.end("c", true, &*c2);
+        drop((c1, c2)); // the record was copied when the session ended
+        assert_eq!(
+            store.take("c").await.map(|r| r.data),
+            Ok(json!({"nick": "new"}))
+        );
 
-        store.save(&record("d"), "e1");
-        store.end("d", "e1", true);
+        let d = connect(&store, "d", "e1");
+        store.end("d", true, &*d);
+        store.end("d", true, &*d); // a second end of an ended session changes nothing
         tokio::time::advance(Duration::from_millis(80)).await;
         assert_eq!(store.take("d").await, Err(Failure::Expired));
-        store.save(&record("e"), "e1");
-        store.end("e", "e1", true);
+        let e = connect(&store, "e", "e1");
+        store.end("e", true, &*e);
         tokio::time::advance(Duration::from_millis(80)).await;
-        store.save(&record("f"), "e1");
-        store.end("f", "e1", true); // sweeps "e"
+        let f = connect(&store, "f", "e1");
+        store.end("f", true, &*f); // sweeps "e"
         assert_eq!(store.len(), 1);
+
+        // A socket dropped without an `end` (never happens; the entry must not be restored).
+        let g = connect(&store, "g", "e1");
+        drop(g);
+        assert_eq!(store.take("g").await, Err(Failure::UnknownSession));
     }
 }

@@ -21,7 +21,7 @@ use super::ack::{AckError, AckResponse, PendingAcks};
 use super::broadcast::{BroadcastOperator, BroadcastOptions, event_frames};
 use super::namespace::Namespace;
 use super::packet::{self, PacketType};
-use super::recovery::{Offset, SessionRecord};
+use super::recovery::{Offset, SessionRecord, SessionSource};
 use super::rooms::Room;
 use super::{Client, Sid};
 use hubbub_engineio::{CloseReason, Frame, Handshake, SendError, Session, Transport};
@@ -349,26 +349,41 @@ impl Socket {
         *self.since.lock() = since;
     }
 
-    /// Saves this socket's session to the recovery store (connected sockets with a pid only).
+    /// Hands this socket's session to the recovery store as it connects (sockets with a pid
+    /// and a log position only).
+    pub(crate) fn register_session(self: &Arc<Self>) {
+        let (Some(recovery), Some(pid)) = (self.ns.recovery(), &self.pid) else {
+            return;
+        };
+        if self.connected() && self.since.lock().is_some() {
+            let source: Weak<Socket> = Arc::downgrade(self);
+            recovery.store.connected(pid, source);
+        }
+    }
+
+    /// Tells the recovery store that this socket's rooms or data changed.
     pub(crate) fn save_session(&self) {
         let (Some(recovery), Some(pid)) = (self.ns.recovery(), &self.pid) else {
             return;
         };
-        if !self.connected() {
-            return;
+        if self.connected() {
+            recovery.store.changed(pid, self);
         }
-        let Some(since) = *self.since.lock() else {
-            return;
-        };
-        let record = SessionRecord {
+    }
+
+    /// This socket's session record with `rooms` as its rooms (`None` without a pid or a
+    /// log position).
+    fn session_record(&self, rooms: &[Room]) -> Option<SessionRecord> {
+        let pid = self.pid.as_ref()?;
+        let since = (*self.since.lock())?;
+        Some(SessionRecord {
             pid: pid.to_string(),
             sid: self.id.to_string(),
             nsp: self.ns.name().to_owned(),
-            rooms: self.rooms.lock().iter().map(|r| r.to_string()).collect(),
+            rooms: rooms.iter().map(|r| r.to_string()).collect(),
             data: Value::Object(self.data.lock().clone()),
             since,
-        };
-        recovery.store.save(&record, self.session.sid());
+        })
     }
 
     /// Queues one frame for this client (a packet without attachments).
@@ -542,5 +557,31 @@ impl Socket {
         self.acks.lock().clear();
         let rooms = std::mem::take(&mut *self.rooms.lock());
         self.ns.remove_socket(self, &rooms, reason);
+    }
+}
+
+impl SessionSource for Socket {
+    fn owner(&self) -> &str {
+        self.session.sid()
+    }
+
+    fn record(&self) -> Option<SessionRecord> {
+        self.session_record(&self.rooms.lock())
+    }
+}
+
+/// A socket that is leaving, with the rooms it was in (already taken out of it).
+pub(crate) struct Leaving<'a> {
+    pub(crate) socket: &'a Socket,
+    pub(crate) rooms: &'a [Room],
+}
+
+impl SessionSource for Leaving<'_> {
+    fn owner(&self) -> &str {
+        self.socket.session.sid()
+    }
+
+    fn record(&self) -> Option<SessionRecord> {
+        self.socket.session_record(self.rooms)
     }
 }
