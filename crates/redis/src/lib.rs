@@ -6,6 +6,7 @@
 //! - [`settings`]: how to reach Redis, and the crate's error type.
 //! - [`topology`]: standalone, Sentinel or Cluster: the `fred` configuration and the
 //!   start-up probe of Sentinels and seed nodes.
+//! - [`tls`]: the roots TLS connections trust (the system's and `--redis-ca-file`).
 //! - [`link`]: the Redis connections, publishing, subscriptions, readiness.
 //! - [`metrics`]: the `hubbub_redis_*` metrics.
 //! - [`adapter`]: [`adapter::RedisAdapter`], the `socketio::Adapter` built on both.
@@ -28,5 +29,6 @@ pub mod metrics;
 pub mod recovery;
 pub mod settings;
 pub mod sharded;
+pub mod tls;
 pub mod topology;
 pub mod wire;

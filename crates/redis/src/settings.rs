@@ -51,6 +51,9 @@ pub struct RedisSettings {
     pub topology: RedisTopology,
     /// Password of the data nodes when the URL carries none (`--redis-password`).
     pub password: Option<String>,
+    /// PEM text of CA certificates trusted besides the system's roots when TLS is on
+    /// (`--redis-ca-file`, default none): the CA of a Redis with a private certificate.
+    pub ca_pem: Option<String>,
     /// Channel prefix, the Node adapter's `key` (`--redis-channel-prefix`, default `socket.io`).
     pub channel_prefix: String,
     /// Key prefix for shared state (`--redis-key-prefix`, default `hubbub`).
@@ -121,6 +124,7 @@ impl RedisSettings {
         Self {
             topology,
             password: None,
+            ca_pem: None,
             channel_prefix: "socket.io".into(),
             key_prefix: "hubbub".into(),
             command_timeout: Duration::from_secs(3),
@@ -135,6 +139,7 @@ impl RedisSettings {
     }
 
     pub(crate) fn fred_config(&self) -> Result<Config, ClusterError> {
-        self.topology.fred_config(self.password.as_deref())
+        self.topology
+            .fred_config(self.password.as_deref(), self.ca_pem.as_deref())
     }
 }

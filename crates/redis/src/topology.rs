@@ -1,9 +1,10 @@
 //! Which Redis deployment hubbub talks to ([`RedisTopology`]): one server by URL, a master
 //! found through Sentinels, or a Redis Cluster found from seed nodes; the `fred`
 //! configuration for each; and the start-up probe ([`probe`]) that turns the mistakes an
-//! operator can make with the last two (Sentinels that answer nothing, a master name they do
-//! not know, a seed that is not in cluster mode) into an error naming the setting, instead
-//! of an endless reconnection loop.
+//! operator can make (Sentinels that answer nothing, a master name they do not know, a seed
+//! that is not in cluster mode, a password a Sentinel or data node refuses, a TLS
+//! certificate nothing trusts) into an error naming the setting, instead of an endless
+//! reconnection loop.
 //!
 //! It owns no connection of its own beyond the probe's short-lived ones; `link.rs` builds
 //! its clients from [`RedisTopology::fred_config`].
@@ -11,12 +12,13 @@
 use std::fmt;
 use std::time::Duration;
 
+use fred::error::ErrorKind;
 use fred::prelude::{ClientLike, Config, ServerConfig};
 use fred::types::Value as RedisValue;
-use fred::types::config::{Server, TlsConnector};
+use fred::types::config::{Server, TlsConfig};
 use fred::types::{ClusterHash, CustomCommand};
 
-use crate::settings::ClusterError;
+use crate::settings::{ClusterError, RedisSettings};
 
 /// `host:port` of one Sentinel or cluster seed node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,17 +138,45 @@ impl RedisTopology {
         }
     }
 
-    /// The `fred` configuration (password applied when the URL carries none).
-    pub fn fred_config(&self, password: Option<&str>) -> Result<Config, ClusterError> {
+    /// Whether the connections use TLS: a `rediss://` URL, or `--redis-tls`.
+    pub fn uses_tls(&self) -> bool {
+        match self {
+            Self::Standalone { url } => url.starts_with("rediss://"),
+            Self::Sentinel { tls, .. } | Self::Cluster { tls, .. } => *tls,
+        }
+    }
+
+    /// The `fred` configuration: `password` applied when the URL carries none; with TLS,
+    /// the roots of [`crate::tls::tls_config`] (the system's plus `ca_pem`), for the
+    /// Sentinels and the data nodes alike.
+    pub fn fred_config(
+        &self,
+        password: Option<&str>,
+        ca_pem: Option<&str>,
+    ) -> Result<Config, ClusterError> {
+        let tls = if self.uses_tls() {
+            Some(crate::tls::tls_config(ca_pem)?)
+        } else {
+            None
+        };
         let mut config = match self {
             Self::Standalone { url } => {
-                Config::from_url(url).map_err(|e| ClusterError::Config(e.to_string()))?
+                // fred would give a `rediss://` URL its own TLS settings (the system's
+                // roots only): parse it as `redis://` and put ours in.
+                let plain = match url.strip_prefix("rediss://") {
+                    Some(rest) => format!("redis://{rest}"),
+                    None => url.clone(),
+                };
+                let mut config =
+                    Config::from_url(&plain).map_err(|e| ClusterError::Config(e.to_string()))?;
+                config.tls = tls;
+                config
             }
             Self::Sentinel {
                 sentinels,
                 master,
                 sentinel_password,
-                tls,
+                ..
             } => Config {
                 server: ServerConfig::Sentinel {
                     hosts: sentinels.iter().map(NodeAddr::server).collect(),
@@ -154,15 +184,15 @@ impl RedisTopology {
                     username: None,
                     password: sentinel_password.clone(),
                 },
-                tls: tls_config(*tls)?,
+                tls,
                 ..Config::default()
             },
-            Self::Cluster { nodes, tls } => Config {
+            Self::Cluster { nodes, .. } => Config {
                 server: ServerConfig::Clustered {
                     hosts: nodes.iter().map(NodeAddr::server).collect(),
                     policy: Default::default(),
                 },
-                tls: tls_config(*tls)?,
+                tls,
                 ..Config::default()
             },
         };
@@ -175,15 +205,6 @@ impl RedisTopology {
         config.fail_fast = false;
         Ok(config)
     }
-}
-
-fn tls_config(tls: bool) -> Result<Option<fred::types::config::TlsConfig>, ClusterError> {
-    if !tls {
-        return Ok(None);
-    }
-    let connector =
-        TlsConnector::default_rustls().map_err(|e| ClusterError::Config(format!("tls: {e}")))?;
-    Ok(Some(connector.into()))
 }
 
 fn join(nodes: &[NodeAddr]) -> String {
@@ -210,53 +231,222 @@ fn redact_url(url: &str) -> String {
 pub struct ProbeError {
     /// The flag, e.g. `--redis-sentinels`.
     pub setting: &'static str,
-    /// What is wrong, naming the nodes asked and what they said.
+    /// What is wrong, naming the nodes asked and what they said (never a password).
     pub reason: String,
 }
 
 /// How long [`probe`] keeps asking nodes that do not answer before it gives up.
 pub const PROBE_WINDOW: Duration = Duration::from_secs(10);
 
-/// Checks, before hubbub starts serving, that the Sentinels or seed nodes are what the
-/// settings say: at least one Sentinel answers and knows the master, or at least one seed
-/// answers and is in cluster mode. Nodes that do not answer are asked again (every
-/// 500 ms) for `window`; a definite wrong answer fails at once. A standalone URL is not
-/// probed: that mode keeps retrying in the background, as it always has.
-pub async fn probe(
-    topology: &RedisTopology,
-    password: Option<&str>,
-    connect_timeout: Duration,
-    window: Duration,
-) -> Result<String, ProbeError> {
+/// Why one node did not give the answer asked for.
+#[derive(Debug)]
+enum Refusal {
+    /// It refused the password, wanted one, or was given one it has no use for.
+    Password(String),
+    /// The TLS handshake failed.
+    Tls(String),
+    /// Anything else: not reachable, no answer in time, an error reply.
+    Other(String),
+}
+
+impl Refusal {
+    fn of(error: &fred::error::Error) -> Self {
+        let text = error.to_string();
+        let password = *error.kind() == ErrorKind::Auth
+            || ["WRONGPASS", "NOAUTH", "without any password configured"]
+                .iter()
+                .any(|needle| text.contains(needle));
+        if password {
+            Self::Password(text)
+        } else if *error.kind() == ErrorKind::Tls
+            || crate::tls::is_certificate_error(&text)
+            || text.contains("CorruptMessage")
+            || text.contains("InvalidContentType")
+        {
+            Self::Tls(text)
+        } else {
+            Self::Other(text)
+        }
+    }
+
+    fn text(&self) -> &str {
+        match self {
+            Self::Password(t) | Self::Tls(t) | Self::Other(t) => t,
+        }
+    }
+}
+
+/// What the probe knows to turn a refusal into an error naming the setting.
+struct Blame<'a> {
+    /// Whether `--redis-ca-file` was given.
+    ca_given: bool,
+    /// The setting that turns TLS on: `--redis-url` (`rediss://`) or `--redis-tls`.
+    tls_setting: &'static str,
+    /// The node's role and address, e.g. `sentinel 127.0.0.1:26379`.
+    node: &'a str,
+}
+
+impl Blame<'_> {
+    /// A password refusal of a node whose password is `setting` (`given`: whether one was set).
+    fn password(&self, setting: &'static str, env: &str, given: bool, said: &str) -> ProbeError {
+        let reason = if given {
+            format!("{} refused the password ({said})", self.node)
+        } else {
+            format!(
+                "{} requires a password ({said}); set {setting} ({env})",
+                self.node
+            )
+        };
+        ProbeError { setting, reason }
+    }
+
+    /// A failed TLS handshake: an untrusted certificate blames `--redis-ca-file`.
+    fn tls(&self, said: &str) -> ProbeError {
+        if crate::tls::is_certificate_error(said) {
+            let roots = if self.ca_given {
+                "neither the system's roots nor --redis-ca-file trust it"
+            } else {
+                "the system's roots do not trust it; give the CA that signed it with --redis-ca-file (HUBBUB_REDIS_CA_FILE)"
+            };
+            ProbeError {
+                setting: "--redis-ca-file",
+                reason: format!(
+                    "the TLS certificate of {} is not accepted ({said}): {roots}",
+                    self.node
+                ),
+            }
+        } else {
+            ProbeError {
+                setting: self.tls_setting,
+                reason: format!(
+                    "the TLS handshake with {} failed ({said}); does it listen for TLS on that port?",
+                    self.node
+                ),
+            }
+        }
+    }
+}
+
+/// Checks, before hubbub starts serving, that Redis is what the settings say: at least
+/// one Sentinel answers and knows the master, or at least one seed answers and is in
+/// cluster mode. Nodes that do not answer are asked again (every 500 ms) for `window`; a
+/// definite wrong answer fails at once: a node that refuses the password (naming
+/// `--redis-sentinel-password` for a Sentinel, `--redis-password` for a data node) or
+/// whose TLS certificate is not trusted (naming `--redis-ca-file`). The master a Sentinel
+/// names is asked too, for its password and certificate. A standalone URL is asked once:
+/// a refused password or certificate fails; a Redis that does not answer yet is retried
+/// in the background, as it always has been.
+pub async fn probe(settings: &RedisSettings, window: Duration) -> Result<String, ProbeError> {
+    let topology = &settings.topology;
+    let password = settings.password.as_deref();
+    let timeout = settings.connect_timeout;
+    let ca_pem = settings.ca_pem.as_deref();
+    let tls = if topology.uses_tls() {
+        Some(crate::tls::tls_config(ca_pem).map_err(|e| ProbeError {
+            setting: "--redis-ca-file",
+            reason: e.to_string(),
+        })?)
+    } else {
+        None
+    };
+    let tls_setting = match topology {
+        RedisTopology::Standalone { .. } => "--redis-url",
+        _ => "--redis-tls",
+    };
     let deadline = tokio::time::Instant::now() + window;
     loop {
         let mut failures = Vec::new();
         match topology {
-            RedisTopology::Standalone { .. } => return Ok(topology.describe()),
+            RedisTopology::Standalone { url } => {
+                let mut config =
+                    topology
+                        .fred_config(password, ca_pem)
+                        .map_err(|e| ProbeError {
+                            setting: "--redis-url",
+                            reason: e.to_string(),
+                        })?;
+                config.fail_fast = true;
+                let node = format!("Redis at {}", topology.describe());
+                let blame = Blame {
+                    ca_given: ca_pem.is_some(),
+                    tls_setting,
+                    node: &node,
+                };
+                let in_url = url_has_password(url);
+                return match ask(config, "PING", Vec::new(), timeout).await {
+                    Ok(_) => Ok(format!("{} answered", topology.describe())),
+                    Err(Refusal::Password(said)) if in_url => {
+                        Err(blame.password("--redis-url", "HUBBUB_REDIS_URL", true, &said))
+                    }
+                    Err(Refusal::Password(said)) => Err(blame.password(
+                        "--redis-password",
+                        "HUBBUB_REDIS_PASSWORD",
+                        password.is_some(),
+                        &said,
+                    )),
+                    Err(Refusal::Tls(said)) => Err(blame.tls(&said)),
+                    Err(Refusal::Other(said)) => Ok(format!(
+                        "{} does not answer yet ({said}{}); retried in the background",
+                        topology.describe(),
+                        if topology.uses_tls() {
+                            "; does it listen for TLS on that port?"
+                        } else {
+                            ""
+                        }
+                    )),
+                };
+            }
             RedisTopology::Sentinel {
                 sentinels,
                 master,
                 sentinel_password,
-                tls,
+                ..
             } => {
                 for node in sentinels {
                     let args = vec!["get-master-addr-by-name".to_owned(), master.clone()];
-                    match ask(
-                        node,
-                        sentinel_password.as_deref(),
-                        *tls,
-                        "SENTINEL",
-                        args,
-                        connect_timeout,
-                    )
-                    .await
-                    {
+                    let config = node_config(node, sentinel_password.as_deref(), &tls);
+                    let who = format!("sentinel {node}");
+                    let blame = Blame {
+                        ca_given: ca_pem.is_some(),
+                        tls_setting,
+                        node: &who,
+                    };
+                    match ask(config, "SENTINEL", args, timeout).await {
                         Ok(RedisValue::Array(addr)) if addr.len() == 2 => {
-                            let host = addr[0].as_bytes_str().unwrap_or_default();
-                            let port = addr[1].as_bytes_str().unwrap_or_default();
-                            return Ok(format!(
+                            let host = addr[0].as_bytes_str().unwrap_or_default().to_string();
+                            let port = addr[1].as_bytes_str().unwrap_or_default().to_string();
+                            let found = format!(
                                 "master {master:?} at {host}:{port} (asked sentinel {node})"
-                            ));
+                            );
+                            let Ok(port) = port.parse::<u16>() else {
+                                return Ok(found);
+                            };
+                            // The master itself: a wrong data-node password or an untrusted
+                            // certificate would otherwise only show as endless reconnections.
+                            let at = NodeAddr { host, port };
+                            let who =
+                                format!("master {master:?} at {at} (named by sentinel {node})");
+                            let blame = Blame {
+                                ca_given: ca_pem.is_some(),
+                                tls_setting,
+                                node: &who,
+                            };
+                            let config = node_config(&at, password, &tls);
+                            return match ask(config, "PING", Vec::new(), timeout).await {
+                                Ok(_) => Ok(found),
+                                Err(Refusal::Password(said)) => Err(blame.password(
+                                    "--redis-password",
+                                    "HUBBUB_REDIS_PASSWORD",
+                                    password.is_some(),
+                                    &said,
+                                )),
+                                Err(Refusal::Tls(said)) => Err(blame.tls(&said)),
+                                // A master that does not answer may be failing over: the
+                                // link follows the Sentinels once it is elected.
+                                Err(Refusal::Other(said)) => {
+                                    Ok(format!("{found}; it does not answer yet ({said})"))
+                                }
+                            };
                         }
                         Ok(RedisValue::Null) | Ok(RedisValue::Array(_)) => {
                             return Err(ProbeError {
@@ -267,13 +457,24 @@ pub async fn probe(
                             });
                         }
                         Ok(other) => failures.push(format!("{node}: unexpected reply {other:?}")),
-                        Err(e) if e.contains("unknown command") || e.contains("ERR unknown") => {
+                        Err(Refusal::Password(said)) => {
+                            return Err(blame.password(
+                                "--redis-sentinel-password",
+                                "HUBBUB_REDIS_SENTINEL_PASSWORD",
+                                sentinel_password.is_some(),
+                                &said,
+                            ));
+                        }
+                        Err(Refusal::Tls(said)) => return Err(blame.tls(&said)),
+                        Err(Refusal::Other(e))
+                            if e.contains("unknown command") || e.contains("ERR unknown") =>
+                        {
                             return Err(ProbeError {
                                 setting: "--redis-sentinels",
                                 reason: format!("{node} is not a Sentinel ({e})"),
                             });
                         }
-                        Err(e) => failures.push(format!("{node}: {e}")),
+                        Err(other) => failures.push(format!("{node}: {}", other.text())),
                     }
                 }
                 if tokio::time::Instant::now() >= deadline {
@@ -286,18 +487,16 @@ pub async fn probe(
                     });
                 }
             }
-            RedisTopology::Cluster { nodes, tls } => {
+            RedisTopology::Cluster { nodes, .. } => {
                 for node in nodes {
-                    match ask(
-                        node,
-                        password,
-                        *tls,
-                        "CLUSTER",
-                        vec!["INFO".to_owned()],
-                        connect_timeout,
-                    )
-                    .await
-                    {
+                    let config = node_config(node, password, &tls);
+                    let who = format!("cluster seed {node}");
+                    let blame = Blame {
+                        ca_given: ca_pem.is_some(),
+                        tls_setting,
+                        node: &who,
+                    };
+                    match ask(config, "CLUSTER", vec!["INFO".to_owned()], timeout).await {
                         Ok(info) => {
                             let text = info.as_bytes_str().unwrap_or_default().to_string();
                             let state = text
@@ -311,7 +510,7 @@ pub async fn probe(
                                 topology.describe()
                             ));
                         }
-                        Err(e) if e.contains("cluster support disabled") => {
+                        Err(Refusal::Other(e)) if e.contains("cluster support disabled") => {
                             return Err(ProbeError {
                                 setting: "--redis-cluster-nodes",
                                 reason: format!(
@@ -319,7 +518,16 @@ pub async fn probe(
                                 ),
                             });
                         }
-                        Err(e) => failures.push(format!("{node}: {e}")),
+                        Err(Refusal::Password(said)) => {
+                            return Err(blame.password(
+                                "--redis-password",
+                                "HUBBUB_REDIS_PASSWORD",
+                                password.is_some(),
+                                &said,
+                            ));
+                        }
+                        Err(Refusal::Tls(said)) => return Err(blame.tls(&said)),
+                        Err(other) => failures.push(format!("{node}: {}", other.text())),
                     }
                 }
                 if tokio::time::Instant::now() >= deadline {
@@ -337,38 +545,54 @@ pub async fn probe(
     }
 }
 
-/// One command on a short-lived connection to exactly `node`; the error as text.
-async fn ask(
-    node: &NodeAddr,
-    password: Option<&str>,
-    tls: bool,
-    command: &'static str,
-    args: Vec<String>,
-    timeout: Duration,
-) -> Result<RedisValue, String> {
-    let config = Config {
+/// Whether a `redis://` URL carries a password (`redis://[user]:password@host`).
+fn url_has_password(url: &str) -> bool {
+    let Some(rest) = url.split_once("://").map(|(_, rest)| rest) else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+/// A one-connection configuration for exactly `node`, failing at the first error.
+fn node_config(node: &NodeAddr, password: Option<&str>, tls: &Option<TlsConfig>) -> Config {
+    Config {
         server: ServerConfig::Centralized {
             server: node.server(),
         },
         password: password.map(str::to_owned),
-        tls: tls_config(tls).map_err(|e| e.to_string())?,
+        tls: tls.clone(),
         fail_fast: true,
         ..Config::default()
-    };
+    }
+}
+
+/// One command on a short-lived connection made with `config`.
+async fn ask(
+    config: Config,
+    command: &'static str,
+    args: Vec<String>,
+    timeout: Duration,
+) -> Result<RedisValue, Refusal> {
     let client = fred::clients::Client::new(config, None, None, None);
-    let work = async {
-        client.init().await.map_err(|e| e.to_string())?;
-        client
-            .custom::<RedisValue, _>(
-                CustomCommand::new_static(command, ClusterHash::Random, false),
-                args,
-            )
-            .await
-            .map_err(|e| e.to_string())
+    let no_answer = || Refusal::Other(format!("no answer within {timeout:?}"));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let result = match tokio::time::timeout_at(deadline, client.init()).await {
+        // A failed connection has stopped the client already: nothing to quit.
+        Ok(Err(e)) => return Err(Refusal::of(&e)),
+        Ok(Ok(_)) => {
+            let command = CustomCommand::new_static(command, ClusterHash::Random, false);
+            match tokio::time::timeout_at(deadline, client.custom::<RedisValue, _>(command, args))
+                .await
+            {
+                Ok(reply) => reply.map_err(|e| Refusal::of(&e)),
+                Err(_) => Err(no_answer()),
+            }
+        }
+        Err(_) => Err(no_answer()),
     };
-    let result = tokio::time::timeout(timeout, work)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
     let _ = tokio::time::timeout(Duration::from_millis(200), client.quit()).await;
     result
 }
@@ -400,7 +624,7 @@ mod tests {
             sentinel_password: Some("s".into()),
             tls: false,
         };
-        let c = t.fred_config(Some("data")).unwrap();
+        let c = t.fred_config(Some("data"), None).unwrap();
         assert!(c.server.is_sentinel());
         assert_eq!(c.password.as_deref(), Some("data"));
         assert!(!c.fail_fast);
@@ -408,7 +632,7 @@ mod tests {
             nodes: NodeAddr::parse_list("127.0.0.1:7000").unwrap(),
             tls: true,
         };
-        let c = t.fred_config(None).unwrap();
+        let c = t.fred_config(None, None).unwrap();
         assert!(c.server.is_clustered() && c.tls.is_some());
         assert!(t.is_cluster());
     }

@@ -149,6 +149,11 @@ pub struct ServerConfig {
     #[arg(long, env = "HUBBUB_REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
     pub redis_sentinel_password: Option<String>,
 
+    /// PEM file of CA certificates trusted for TLS to Redis (`rediss://` or `--redis-tls`),
+    /// besides the system's roots: the CA of a Redis with a private certificate.
+    #[arg(long, env = "HUBBUB_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+
     /// Seed nodes of a Redis Cluster, comma-separated `host:port`, instead of
     /// `--redis-url`; cross-replica traffic then uses sharded pub/sub.
     #[arg(long, env = "HUBBUB_REDIS_CLUSTER_NODES")]
@@ -239,6 +244,12 @@ impl ServerConfig {
         let topology = self.redis_topology().ok()??;
         let mut s = hubbub_redis::link::RedisSettings::with_topology(topology);
         s.password = self.redis_password.clone().filter(|p| !p.is_empty());
+        // An unreadable file gives an empty text here, which `validate` refuses first with
+        // an error naming the setting.
+        s.ca_pem = self
+            .redis_ca_file
+            .as_ref()
+            .map(|path| std::fs::read_to_string(path).unwrap_or_default());
         s.channel_prefix = self.redis_channel_prefix.clone();
         s.key_prefix = self.redis_key_prefix.clone();
         s.subscription_mode =
@@ -548,7 +559,23 @@ impl ServerConfig {
                 reason: "1 to 200 characters among a-z A-Z 0-9 - _ .".into(),
             });
         }
-        self.redis_topology()?;
+        let topology = self.redis_topology()?;
+        if let Some(path) = &self.redis_ca_file {
+            let ca_error = |reason: String| ConfigError {
+                setting: "--redis-ca-file",
+                env: "REDIS_CA_FILE",
+                reason,
+            };
+            if !topology.as_ref().is_some_and(RedisTopology::uses_tls) {
+                return Err(ca_error(
+                    "only used with TLS: a rediss:// --redis-url, or --redis-tls".into(),
+                ));
+            }
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| ca_error(format!("cannot read {}: {e}", path.display())))?;
+            hubbub_redis::tls::check_ca_pem(&pem)
+                .map_err(|why| ca_error(format!("{}: {why}", path.display())))?;
+        }
         if self.redis_channel_prefix.is_empty() || self.redis_key_prefix.is_empty() {
             return Err(ConfigError {
                 setting: "--redis-channel-prefix/--redis-key-prefix",
@@ -781,6 +808,97 @@ mod tests {
         ));
         assert_eq!(s.subscription_mode, SubscriptionMode::Static);
     }
+
+    #[test]
+    fn redis_ca_file_is_read_and_checked_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, TEST_CA).unwrap();
+        let text = dir.path().join("text.pem");
+        std::fs::write(&text, "not a certificate\n").unwrap();
+        let (ca, text) = (ca.to_str().unwrap(), text.to_str().unwrap());
+        let sentinels = [
+            "--redis-sentinels",
+            "127.0.0.1:26379",
+            "--redis-sentinel-master",
+            "m",
+        ];
+        for ok in [
+            vec![
+                "--redis-url",
+                "rediss://127.0.0.1:6380",
+                "--redis-ca-file",
+                ca,
+            ],
+            [&sentinels[..], &["--redis-tls", "--redis-ca-file", ca]].concat(),
+            vec![
+                "--redis-cluster-nodes",
+                "127.0.0.1:7000",
+                "--redis-tls",
+                "--redis-ca-file",
+                ca,
+            ],
+        ] {
+            let c = parse(&ok);
+            c.validate().unwrap();
+            let pem = c.redis_settings().unwrap().ca_pem.unwrap();
+            assert!(pem.contains("BEGIN CERTIFICATE"), "{ok:?}");
+        }
+        let cases: [(Vec<&str>, &str); 4] = [
+            (
+                vec![
+                    "--redis-url",
+                    "redis://127.0.0.1:6379",
+                    "--redis-ca-file",
+                    ca,
+                ],
+                "only used with TLS",
+            ),
+            (
+                [&sentinels[..], &["--redis-ca-file", ca]].concat(),
+                "only used with TLS",
+            ),
+            (
+                vec![
+                    "--redis-url",
+                    "rediss://127.0.0.1:6380",
+                    "--redis-ca-file",
+                    text,
+                ],
+                "no PEM certificate",
+            ),
+            (
+                vec![
+                    "--redis-url",
+                    "rediss://h:1",
+                    "--redis-ca-file",
+                    "/nonexistent/ca.pem",
+                ],
+                "cannot read /nonexistent/ca.pem",
+            ),
+        ];
+        for (args, says) in cases {
+            let e = parse(&args).validate().unwrap_err();
+            assert_eq!(e.setting, "--redis-ca-file", "{args:?}");
+            let text = e.to_string();
+            assert!(text.contains("HUBBUB_REDIS_CA_FILE"), "{text}");
+            assert!(text.contains(says), "{args:?}: {text}");
+        }
+    }
+
+    /// A self-signed CA certificate (P-256), made once with `openssl req -x509`.
+    const TEST_CA: &str = r"-----BEGIN CERTIFICATE-----
+MIIBkjCCATegAwIBAgIUAePhuy5XFBZ5G8nE+9+NGJEYhqQwCgYIKoZIzj0EAwIw
+HjEcMBoGA1UEAwwTaHViYnViIHVuaXQtdGVzdCBDQTAeFw0yNjEyMDUwNzI1MDBa
+Fw0zNjEyMDIwNzI1MDBaMB4xHDAaBgNVBAMME2h1YmJ1YiB1bml0LXRlc3QgQ0Ew
+WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAARiDTWNTeu2ILGB/V6kAmWRMhonDX7X
+247+pd7ajfpMcg7CG+nE6huFwHmXics5k2mKuf4c4eff2DtFu/UULS7go1MwUTAd
+BgNVHQ4EFgQUZF9xO6ctD3uCUYtNDCgFm1CEHjcwHwYDVR0jBBgwFoAUZF9xO6ct
+D3uCUYtNDCgFm1CEHjcwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNJADBG
+AiEA2bkSd9JNl5u8i3tQRcKy1wkEHM2fNfNLPag4B2dkwLcCIQC6FVSK/BTqNKOT
+y7V2VdfKkgll9jKbh5ABSqNRdqqrmw==
+-----END CERTIFICATE-----
+";
 
     #[test]
     fn conflicting_redis_settings_are_refused_by_name() {

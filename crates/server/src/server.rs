@@ -121,16 +121,12 @@ async fn backends(config: &ServerConfig, metrics: &Arc<Metrics>) -> Result<Backe
             recovery,
         });
     };
-    // Sentinels and cluster seeds are asked first, so that a wrong list, master name or a
-    // seed outside cluster mode stops start-up with the setting named (a URL is not probed).
-    let found = hubbub_redis::topology::probe(
-        &settings.topology,
-        settings.password.as_deref(),
-        settings.connect_timeout,
-        hubbub_redis::topology::PROBE_WINDOW,
-    )
-    .await
-    .map_err(|e| ServerError::Redis(e.to_string()))?;
+    // Redis is asked first, so that a wrong Sentinel list, master name, a seed outside
+    // cluster mode, a refused password or an untrusted TLS certificate stops start-up with
+    // the setting named (a URL that does not answer yet is retried in the background).
+    let found = hubbub_redis::topology::probe(&settings, hubbub_redis::topology::PROBE_WINDOW)
+        .await
+        .map_err(|e| ServerError::Redis(e.to_string()))?;
     tracing::info!(topology = settings.topology.kind(), %found, "redis topology");
     // Starts connecting in the background: the server starts and /readyz is 503 until
     // Redis answers (retried with capped exponential back-off).

@@ -24,6 +24,9 @@ pub struct Hubbub {
     /// Where its log goes (printed when a test fails).
     pub log: std::path::PathBuf,
     child: Child,
+    /// The private directory of the log: removed on drop, kept (and named on stderr) when
+    /// the test is failing.
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Hubbub {
@@ -37,7 +40,11 @@ impl Hubbub {
     /// cluster nodes).
     pub fn start_with_redis(redis: &[&str], extra: &[&str]) -> Self {
         let port = free_port();
-        let log = std::env::temp_dir().join(format!("hubbub-redis-test-{port}.log"));
+        let dir = tempfile::Builder::new()
+            .prefix("hubbub-redis-test-log")
+            .tempdir()
+            .expect("a temporary directory for the hubbub-server log");
+        let log = dir.path().join(format!("hubbub-{port}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_hubbub-server"))
             .args(["--bind", &format!("127.0.0.1:{port}")])
@@ -57,7 +64,12 @@ impl Hubbub {
             .stderr(Stdio::from(file))
             .spawn()
             .expect("hubbub-server binary");
-        Self { port, log, child }
+        Self {
+            port,
+            log,
+            child,
+            dir: Some(dir),
+        }
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -127,6 +139,17 @@ impl Hubbub {
 impl Drop for Hubbub {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking()
+            && let Some(dir) = self.dir.take()
+        {
+            let kept = dir.keep();
+            eprintln!(
+                "hubbub-server on port {}: log kept at {}",
+                self.port,
+                kept.join(self.log.file_name().unwrap_or_default())
+                    .display()
+            );
+        }
     }
 }
 

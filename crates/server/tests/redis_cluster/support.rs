@@ -5,14 +5,82 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// The files of a TLS listener: the CA that clients trust, and the server's certificate
+/// and key (signed by that CA).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM CA certificate.
+    pub ca: std::path::PathBuf,
+    /// PEM server certificate for 127.0.0.1.
+    pub cert: std::path::PathBuf,
+    /// Its PEM private key.
+    pub key: std::path::PathBuf,
+}
+
+/// How a Redis process of a test is secured, and so how it is reached: its password
+/// (`requirepass`, and `masterauth` for a replica) and TLS (the only listener then).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The password, if any.
+    pub password: Option<String>,
+    /// TLS files, if TLS.
+    pub tls: Option<TlsFiles>,
+}
+
+impl Access {
+    /// `redis-server` arguments listening on `port` with this security.
+    pub fn server_args(&self, port: u16) -> Vec<String> {
+        let mut args: Vec<String> = Vec::new();
+        if let Some(tls) = &self.tls {
+            let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+            args.extend([
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+            ]);
+            args.extend(["--tls-cert-file".into(), path(&tls.cert)]);
+            args.extend(["--tls-key-file".into(), path(&tls.key)]);
+            args.extend(["--tls-ca-cert-file".into(), path(&tls.ca)]);
+            // Clients are not asked for certificates; replicas talk TLS to their master.
+            args.extend(["--tls-auth-clients", "no", "--tls-replication", "yes"].map(String::from));
+        } else {
+            args.extend(["--port".into(), port.to_string()]);
+        }
+        if let Some(password) = &self.password {
+            args.extend(["--requirepass".into(), password.clone()]);
+            args.extend(["--masterauth".into(), password.clone()]);
+        }
+        args
+    }
+
+    /// `redis-cli` arguments that reach a process secured like this.
+    pub fn cli_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(tls) = &self.tls {
+            args.extend([
+                "--tls".into(),
+                "--cacert".into(),
+                tls.ca.to_str().unwrap().into(),
+            ]);
+        }
+        if let Some(password) = &self.password {
+            args.extend(["-a".into(), password.clone(), "--no-auth-warning".into()]);
+        }
+        args
+    }
+}
+
 /// A `redis-server` child process (no persistence), killed on drop.
 pub struct RedisServer {
     /// The loopback port it listens on (kept across restarts).
     pub port: u16,
     /// Where `SAVE` writes and start-up loads `dump.rdb`, for tests that keep data across a restart.
     dir: Option<std::path::PathBuf>,
-    /// Further `redis-server` arguments (e.g. `--requirepass`).
+    /// Further `redis-server` arguments (e.g. `--replicaof`).
     extra: Vec<String>,
+    /// Its password and TLS.
+    pub access: Access,
     child: Option<Child>,
     /// The private working directory of a server started without `dir`: a replica writes
     /// the RDB of its full sync there even with `--save ''`, never into the test's cwd.
@@ -47,6 +115,7 @@ impl RedisServer {
             port,
             dir: None,
             extra: Vec::new(),
+            access: Access::default(),
             child: None,
             scratch: scratch_dir(),
         };
@@ -56,10 +125,16 @@ impl RedisServer {
 
     /// A server on a free port started with further arguments.
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_secured(Access::default(), extra)
+    }
+
+    /// A server on a free port secured by `access` (password, TLS), with further arguments.
+    pub fn start_secured(access: Access, extra: &[&str]) -> Self {
         let mut server = Self {
             port: free_port(),
             dir: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            access,
             child: None,
             scratch: scratch_dir(),
         };
@@ -73,6 +148,7 @@ impl RedisServer {
             port,
             dir: Some(dir.to_owned()),
             extra: Vec::new(),
+            access: Access::default(),
             child: None,
             scratch: scratch_dir(),
         };
@@ -86,9 +162,8 @@ impl RedisServer {
             .arg(self.dir.as_deref().unwrap_or(self.scratch.path()));
         cmd.args(&self.extra);
         let mut child = cmd
+            .args(self.access.server_args(self.port))
             .args([
-                "--port",
-                &self.port.to_string(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -127,9 +202,14 @@ impl RedisServer {
         self.child = Some(child);
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>` (`rediss://` with TLS; never with the password).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.access.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Kills the server (SIGKILL) and waits for it to exit; data is lost (no persistence).
@@ -150,6 +230,7 @@ impl RedisServer {
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
+            .args(self.access.cli_args())
             .args(args)
             .output()
             .expect("redis-cli (apt-get install redis-tools)");

@@ -10,7 +10,7 @@ use crate::topology::SentinelSet;
 
 /// Starts hubbub with `redis` flags, expects it to exit with a failure within `within`,
 /// and returns its output.
-async fn refused(redis: &[&str], within: Duration) -> String {
+pub async fn refused(redis: &[&str], within: Duration) -> String {
     let mut hub = Hubbub::start_with_redis(redis, &[]);
     let status = hub.wait_exit(within).await;
     let log = hub.log_text();

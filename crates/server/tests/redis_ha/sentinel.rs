@@ -27,7 +27,7 @@ fn chat_texts(c: &mut Client) -> HashMap<String, usize> {
 }
 
 /// Every client sends one chat message tagged `round`; each must be acked as stored.
-async fn chat_round(clients: &[Client], round: &str) -> Vec<String> {
+pub async fn chat_round(clients: &[Client], round: &str) -> Vec<String> {
     let mut texts = Vec::new();
     for (i, c) in clients.iter().enumerate() {
         let text = format!("{round}-{i}");
@@ -39,7 +39,7 @@ async fn chat_round(clients: &[Client], round: &str) -> Vec<String> {
 }
 
 /// Waits until every client got every other client's `texts` (its own are not echoed).
-async fn wait_delivered(clients: &mut [Client], texts: &[String]) {
+pub async fn wait_delivered(clients: &mut [Client], texts: &[String]) {
     for (me, c) in clients.iter_mut().enumerate() {
         for (from, text) in texts.iter().enumerate() {
             if from != me {
@@ -53,13 +53,24 @@ async fn wait_delivered(clients: &mut [Client], texts: &[String]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_failover_mid_conversation_keeps_the_chat_exactly_once() {
     let mut set = SentinelSet::start().await;
+    chat_through_a_failover(&mut set, &[]).await;
+}
+
+/// The scenario of this file on `set`: three hubbub replicas started with
+/// `--redis-sentinels`, `--redis-sentinel-master` and `security` (passwords, TLS flags),
+/// six clients chatting across them, the master SIGKILLed mid-conversation, the outage
+/// refused with the error ack, every replica back after the promotion (the time is
+/// printed), the chat going on exactly once, the earlier history replayed to a newcomer.
+/// Returns the replicas, for their logs.
+pub async fn chat_through_a_failover(set: &mut SentinelSet, security: &[&str]) -> Vec<Hubbub> {
     let sentinels = set.sentinels_arg();
-    let redis = [
+    let mut redis = vec![
         "--redis-sentinels",
         sentinels.as_str(),
         "--redis-sentinel-master",
         MASTER_NAME,
     ];
+    redis.extend_from_slice(security);
     let replicas: Vec<Hubbub> = (0..3)
         .map(|_| Hubbub::start_with_redis(&redis, &["--history-size", "50"]))
         .collect();
@@ -129,8 +140,19 @@ async fn sentinel_failover_mid_conversation_keeps_the_chat_exactly_once() {
         Some(set.replica.port),
         "the replica was promoted"
     );
+    // The flags only, never their values (passwords).
+    let flags: Vec<&str> = security
+        .iter()
+        .copied()
+        .filter(|a| a.starts_with("--"))
+        .collect();
     eprintln!(
-        "sentinel failover: master SIGKILLed -> all three hubbub replicas ready again in {:.2} s",
+        "sentinel failover ({}): master SIGKILLed -> all three hubbub replicas ready again in {:.2} s",
+        if flags.is_empty() {
+            "no password, no TLS".to_owned()
+        } else {
+            flags.join(" ")
+        },
         recovered.as_secs_f64()
     );
     assert!(recovered < Duration::from_secs(20), "{recovered:?}");
@@ -203,4 +225,5 @@ async fn sentinel_failover_mid_conversation_keeps_the_chat_exactly_once() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(ids[0]["online"], json!(7), "{ids}");
+    replicas
 }

@@ -7,15 +7,21 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{RedisServer, eventually, free_port};
+use crate::support::{Access, RedisServer, eventually, free_port};
 
 /// The master name the Sentinels monitor.
 pub const MASTER_NAME: &str = "hubbubmaster";
 
 /// Runs `redis-cli -p port args..` and returns its trimmed output.
 pub fn cli(port: u16, args: &[&str]) -> String {
+    cli_as(&Access::default(), port, args)
+}
+
+/// Like [`cli`], for a process secured by `access` (password, TLS).
+pub fn cli_as(access: &Access, port: u16, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
         .args(["-p", &port.to_string()])
+        .args(access.cli_args())
         .args(args)
         .output()
         .expect("redis-cli (apt-get install redis-tools)");
@@ -36,21 +42,31 @@ impl Drop for Sentinel {
 }
 
 /// One master, one replica, three Sentinels (quorum 2, `down-after-milliseconds` 1000,
-/// `failover-timeout` 3000), all on 127.0.0.1.
+/// `failover-timeout` 3000), all on 127.0.0.1; open, or secured with passwords and TLS.
 pub struct SentinelSet {
     /// The master at start (killed by the failover tests).
     pub master: RedisServer,
     /// Its replica (promoted by the failover).
     pub replica: RedisServer,
     sentinels: Vec<Sentinel>,
+    /// How the Sentinels are reached (their own password; TLS as the data nodes).
+    sentinel_access: Access,
     _dir: tempfile::TempDir,
 }
 
 impl SentinelSet {
+    /// Starts the five processes, without passwords or TLS (see [`SentinelSet::start_secured`]).
+    pub async fn start() -> Self {
+        Self::start_secured(Access::default(), None).await
+    }
+
     /// Starts the five processes and waits until every Sentinel knows the replica and the
     /// two other Sentinels (without which no failover can be agreed), and the replica is
-    /// in sync.
-    pub async fn start() -> Self {
+    /// in sync. `data` secures the master and the replica (`requirepass` and `masterauth`,
+    /// TLS-only listeners, TLS replication); the Sentinels get `sentinel auth-pass` for
+    /// it, `requirepass sentinel_password` of their own (which they also use with each
+    /// other), and the same TLS files, talking TLS to every instance (`tls-replication`).
+    pub async fn start_secured(data: Access, sentinel_password: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // Private data directories: a full resynchronisation writes an RDB file.
         let data_dir = |name: &str| {
@@ -58,30 +74,46 @@ impl SentinelSet {
             std::fs::create_dir(&d).unwrap();
             d.to_str().unwrap().to_owned()
         };
-        let master = RedisServer::start_with(&["--dir", &data_dir("master")]);
-        let replica = RedisServer::start_with(&[
-            "--dir",
-            &data_dir("replica"),
-            "--replicaof",
-            "127.0.0.1",
-            &master.port.to_string(),
-        ]);
+        let master = RedisServer::start_secured(data.clone(), &["--dir", &data_dir("master")]);
+        let replica = RedisServer::start_secured(
+            data.clone(),
+            &[
+                "--dir",
+                &data_dir("replica"),
+                "--replicaof",
+                "127.0.0.1",
+                &master.port.to_string(),
+            ],
+        );
         let mut sentinels = Vec::new();
         for i in 0..3 {
             let port = free_port();
             let conf = dir.path().join(format!("sentinel-{i}.conf"));
-            std::fs::write(
-                &conf,
-                format!(
-                    "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {MASTER_NAME} 127.0.0.1 {} 2\n\
-                     sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
-                     sentinel failover-timeout {MASTER_NAME} 3000\n\
-                     sentinel parallel-syncs {MASTER_NAME} 1\n",
-                    dir.path().display(),
-                    master.port
+            let mut text = match &data.tls {
+                None => format!("port {port}\n"),
+                Some(tls) => format!(
+                    "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\n\
+                     tls-ca-cert-file {}\ntls-auth-clients no\ntls-replication yes\n",
+                    tls.cert.display(),
+                    tls.key.display(),
+                    tls.ca.display()
                 ),
-            )
-            .unwrap();
+            };
+            text.push_str(&format!(
+                "bind 127.0.0.1\ndir {}\nsentinel monitor {MASTER_NAME} 127.0.0.1 {} 2\n\
+                 sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+                 sentinel failover-timeout {MASTER_NAME} 3000\n\
+                 sentinel parallel-syncs {MASTER_NAME} 1\n",
+                dir.path().display(),
+                master.port
+            ));
+            if let Some(password) = &data.password {
+                text.push_str(&format!("sentinel auth-pass {MASTER_NAME} {password}\n"));
+            }
+            if let Some(password) = sentinel_password {
+                text.push_str(&format!("requirepass {password}\n"));
+            }
+            std::fs::write(&conf, text).unwrap();
             let mut child = Command::new("redis-server")
                 .arg(&conf)
                 .arg("--sentinel")
@@ -107,15 +139,22 @@ impl SentinelSet {
             master,
             replica,
             sentinels,
+            sentinel_access: Access {
+                password: sentinel_password.map(str::to_owned),
+                tls: data.tls.clone(),
+            },
             _dir: dir,
         };
         let ready = eventually(Duration::from_secs(20), || async {
             set.sentinels.iter().all(|s| {
-                let replicas = cli(s.port, &["sentinel", "replicas", MASTER_NAME]);
-                let others = cli(s.port, &["sentinel", "sentinels", MASTER_NAME]);
+                let replicas = set.sentinel_cli(s.port, &["sentinel", "replicas", MASTER_NAME]);
+                let others = set.sentinel_cli(s.port, &["sentinel", "sentinels", MASTER_NAME]);
                 replicas.contains(&set.replica.port.to_string())
                     && others.matches("runid").count() == 2
-            }) && cli(set.replica.port, &["info", "replication"]).contains("master_link_status:up")
+            }) && set
+                .replica
+                .cli(&["info", "replication"])
+                .contains("master_link_status:up")
         })
         .await;
         assert!(ready, "the sentinels never saw each other and the replica");
@@ -131,10 +170,15 @@ impl SentinelSet {
             .join(",")
     }
 
+    /// `redis-cli` against the Sentinel on `port`.
+    fn sentinel_cli(&self, port: u16, args: &[&str]) -> String {
+        cli_as(&self.sentinel_access, port, args)
+    }
+
     /// The master's port according to the first Sentinel that answers.
     pub fn master_port(&self) -> Option<u16> {
         self.sentinels.iter().find_map(|s| {
-            cli(
+            self.sentinel_cli(
                 s.port,
                 &["sentinel", "get-master-addr-by-name", MASTER_NAME],
             )
@@ -146,15 +190,15 @@ impl SentinelSet {
 
     /// Waits until the replica has every write the master acknowledged.
     pub async fn wait_replicated(&self) {
-        let offset = |port: u16, field: &str| -> Option<i64> {
-            cli(port, &["info", "replication"])
+        let offset = |node: &RedisServer, field: &str| -> Option<i64> {
+            node.cli(&["info", "replication"])
                 .lines()
                 .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().parse().ok())
         };
         let synced = eventually(Duration::from_secs(10), || async {
-            let m = offset(self.master.port, "master_repl_offset:");
-            let r = offset(self.replica.port, "slave_repl_offset:");
+            let m = offset(&self.master, "master_repl_offset:");
+            let r = offset(&self.replica, "slave_repl_offset:");
             m.is_some() && m == r
         })
         .await;
@@ -167,13 +211,21 @@ impl SentinelSet {
 pub struct RedisClusterSet {
     /// The six nodes; the first three were created as masters.
     pub nodes: Vec<RedisServer>,
+    /// How every node is secured (password, TLS).
+    access: Access,
     _dir: tempfile::TempDir,
 }
 
 impl RedisClusterSet {
-    /// Starts six nodes, creates the cluster and waits until every node reports
-    /// `cluster_state:ok` and three replicas are attached.
+    /// Starts six open nodes (see [`RedisClusterSet::start_secured`]).
     pub async fn start() -> Self {
+        Self::start_secured(Access::default()).await
+    }
+
+    /// Starts six nodes secured by `access` (with TLS: TLS-only listeners, the cluster
+    /// bus and replication over TLS too), creates the cluster and waits until every node
+    /// reports `cluster_state:ok` and three replicas are attached.
+    pub async fn start_secured(access: Access) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let nodes: Vec<RedisServer> = (0..6)
             .map(|i| {
@@ -182,51 +234,71 @@ impl RedisClusterSet {
                 let data = dir.path().join(format!("node-{i}"));
                 std::fs::create_dir(&data).unwrap();
                 let conf = data.join("nodes.conf");
-                RedisServer::start_with(&[
-                    "--dir",
-                    data.to_str().unwrap(),
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    conf.to_str().unwrap(),
-                    "--cluster-node-timeout",
-                    "1000",
-                    // A replica may take over however long its link was down (the test
-                    // kills masters; the default would refuse after 10 node timeouts).
-                    "--cluster-replica-validity-factor",
-                    "0",
-                    "--cluster-port",
-                    &free_port().to_string(),
-                ])
+                let tls_bus = if access.tls.is_some() { "yes" } else { "no" };
+                RedisServer::start_secured(
+                    access.clone(),
+                    &[
+                        "--tls-cluster",
+                        tls_bus,
+                        "--dir",
+                        data.to_str().unwrap(),
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        conf.to_str().unwrap(),
+                        "--cluster-node-timeout",
+                        "1000",
+                        // A replica may take over however long its link was down (the test
+                        // kills masters; the default would refuse after 10 node timeouts).
+                        "--cluster-replica-validity-factor",
+                        "0",
+                        "--cluster-port",
+                        &free_port().to_string(),
+                    ],
+                )
             })
             .collect();
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        let out = Command::new("redis-cli")
+        // `redis-cli --cluster create` waits for the nodes to meet without a limit (it
+        // never returns when they cannot): bounded here, killed after 60 s.
+        let create = tokio::process::Command::new("redis-cli")
+            .args(access.cli_args())
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
             .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .output()
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(60), create)
+            .await
+            .expect("redis-cli --cluster create did not finish within 60 s")
             .expect("redis-cli (apt-get install redis-tools)");
         assert!(
             out.status.success(),
             "redis-cli --cluster create failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let set = Self { nodes, _dir: dir };
+        let set = Self {
+            nodes,
+            access,
+            _dir: dir,
+        };
         let ok = eventually(Duration::from_secs(30), || async {
             let replicas_in_sync = set
                 .nodes
                 .iter()
-                .filter(|n| cli(n.port, &["info", "replication"]).contains("master_link_status:up"))
+                .filter(|n| {
+                    set.cli(n.port, &["info", "replication"])
+                        .contains("master_link_status:up")
+                })
                 .count();
-            set.nodes
-                .iter()
-                .all(|n| cli(n.port, &["cluster", "info"]).contains("cluster_state:ok"))
-                && replicas_in_sync == 3
+            set.nodes.iter().all(|n| {
+                set.cli(n.port, &["cluster", "info"])
+                    .contains("cluster_state:ok")
+            }) && replicas_in_sync == 3
         })
         .await;
         assert!(
@@ -234,6 +306,11 @@ impl RedisClusterSet {
             "the cluster never became ok with three replicas in sync"
         );
         set
+    }
+
+    /// `redis-cli` against the node on `port`.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        cli_as(&self.access, port, args)
     }
 
     /// `--redis-cluster-nodes`: two seeds.
@@ -246,7 +323,7 @@ impl RedisClusterSet {
 
     /// `CLUSTER NODES` as seen by node `asking`.
     fn cluster_nodes(&self, asking: u16) -> String {
-        cli(asking, &["cluster", "nodes"])
+        self.cli(asking, &["cluster", "nodes"])
     }
 
     /// The masters with slots: (port, first slot, last slot) per range, in slot order,
@@ -288,7 +365,9 @@ impl RedisClusterSet {
 
     /// The hash slot of `key` (`CLUSTER KEYSLOT`, asked of node `asking`).
     pub fn slot_of(&self, asking: u16, key: &str) -> u16 {
-        cli(asking, &["cluster", "keyslot", key]).parse().unwrap()
+        self.cli(asking, &["cluster", "keyslot", key])
+            .parse()
+            .unwrap()
     }
 
     /// Subscribers of shard channel `channel` (`PUBSUB SHARDNUMSUB` on the master of its
@@ -297,7 +376,7 @@ impl RedisClusterSet {
         let Some(master) = self.master_of_slot(asking, self.slot_of(asking, channel)) else {
             return 0;
         };
-        cli(master, &["pubsub", "shardnumsub", channel])
+        self.cli(master, &["pubsub", "shardnumsub", channel])
             .lines()
             .nth(1)
             .and_then(|n| n.trim().parse().ok())
@@ -308,7 +387,9 @@ impl RedisClusterSet {
     pub async fn wait_promoted(&self, asking: u16, replica: u16) -> bool {
         eventually(Duration::from_secs(30), || async {
             self.masters(asking).iter().any(|(p, _, _)| *p == replica)
-                && cli(asking, &["cluster", "info"]).contains("cluster_state:ok")
+                && self
+                    .cli(asking, &["cluster", "info"])
+                    .contains("cluster_state:ok")
         })
         .await
     }
