@@ -83,19 +83,9 @@ pub fn is_certificate_error(text: &str) -> bool {
 mod tests {
     use super::*;
 
-    /// A self-signed CA certificate (P-256), made once with `openssl req -x509`.
-    const TEST_CA: &str = r"-----BEGIN CERTIFICATE-----
-MIIBkjCCATegAwIBAgIUAePhuy5XFBZ5G8nE+9+NGJEYhqQwCgYIKoZIzj0EAwIw
-HjEcMBoGA1UEAwwTaHViYnViIHVuaXQtdGVzdCBDQTAeFw0yNjEyMDUwNzI1MDBa
-Fw0zNjEyMDIwNzI1MDBaMB4xHDAaBgNVBAMME2h1YmJ1YiB1bml0LXRlc3QgQ0Ew
-WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAARiDTWNTeu2ILGB/V6kAmWRMhonDX7X
-247+pd7ajfpMcg7CG+nE6huFwHmXics5k2mKuf4c4eff2DtFu/UULS7go1MwUTAd
-BgNVHQ4EFgQUZF9xO6ctD3uCUYtNDCgFm1CEHjcwHwYDVR0jBBgwFoAUZF9xO6ct
-D3uCUYtNDCgFm1CEHjcwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNJADBG
-AiEA2bkSd9JNl5u8i3tQRcKy1wkEHM2fNfNLPag4B2dkwLcCIQC6FVSK/BTqNKOT
-y7V2VdfKkgll9jKbh5ABSqNRdqqrmw==
------END CERTIFICATE-----
-";
+    /// A self-signed CA certificate (P-256), made once with `openssl req -x509`; the server's
+    /// configuration tests use the same file.
+    const TEST_CA: &str = include_str!("../testdata/unit-test-ca.pem");
 
     #[test]
     fn ca_files_must_hold_pem_certificates() {
