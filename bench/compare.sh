@@ -36,6 +36,13 @@
 #                        rate x1.5 per 3 s step from 10 msg/s until loss or
 #                        p99 > 50 ms (at most MAX_STEPS steps), then REFINE bisections
 #                        between the best and the first failing rate; 0 skips it
+#   BUDGET=0             also run saturate with every one-process server held to this
+#                        percentage of one core (a CPU cgroup: cgroup v2's cpu.max or
+#                        v1's CFS quota, 10 ms period; needs root), BUDGET_REPS times.
+#                        At a full core the ramps of the fastest servers end where the
+#                        load tool's one core does; with a budget the servers are the
+#                        limit, and the ratio is capacity per unit of CPU. 0 skips it
+#   BUDGET_REPS=2        saturate runs per server with the budget
 #   REFINE=3             bisections after the ramp (3: the best rate within 5 %)
 #   MAX_STEPS=16         most ramp steps (16 reach 4,400 msg/s: 4.4 M deliveries/s to
 #                        1000 subscribers, so that no server's ramp ends at the cap)
@@ -61,6 +68,8 @@ REDIS=${REDIS:-1}
 AMQP=${AMQP:-1}
 CLUSTER=${CLUSTER:-1}
 SATURATE_REPS=${SATURATE_REPS:-1}
+BUDGET=${BUDGET:-0}
+BUDGET_REPS=${BUDGET_REPS:-2}
 REFINE=${REFINE:-3}
 MAX_STEPS=${MAX_STEPS:-16}
 OUT=${OUT:-$(mktemp -d -t hubbub-compare.XXXXXX)}
@@ -102,7 +111,7 @@ stop_server() {
   server_pids=""
   rabbit_groups=""
 }
-trap stop_server EXIT
+trap 'stop_server; remove_budget' EXIT
 
 port=19100
 # wait_port PORT PID NAME: waits until PORT accepts connections (at most 10 s).
@@ -258,6 +267,30 @@ bench() {
   taskset -c 1 "$bench_bin" --threads 1 --json "$@"
 }
 
+# A CPU cgroup holding a server to BUDGET % of one core (10 ms period).
+budget_dir=""
+make_budget() {
+  local quota=$((BUDGET * 100)) period=10000
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    budget_dir=/sys/fs/cgroup/hubbub-bench-$$
+    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control ||
+      echo +cpu >/sys/fs/cgroup/cgroup.subtree_control
+    mkdir "$budget_dir"
+    echo "$quota $period" >"$budget_dir/cpu.max"
+  elif [ -d /sys/fs/cgroup/cpu ]; then
+    budget_dir=/sys/fs/cgroup/cpu/hubbub-bench-$$
+    mkdir "$budget_dir"
+    echo "$period" >"$budget_dir/cpu.cfs_period_us"
+    echo "$quota" >"$budget_dir/cpu.cfs_quota_us"
+  else
+    echo "error: BUDGET needs a CPU cgroup (cgroup v2 at /sys/fs/cgroup or v1's cpu controller)" >&2
+    return 1
+  fi
+}
+remove_budget() {
+  if [ -n "$budget_dir" ]; then rmdir "$budget_dir" 2>/dev/null || true; fi
+}
+
 echo "==> results in $OUT"
 # rotation N WORD...: the words rotated left by N (each server goes first in turn).
 rotation() {
@@ -314,6 +347,29 @@ for rep in $(seq 1 "$SATURATE_REPS"); do
     stop_server
   done
 done
+if [ "$BUDGET" != 0 ]; then
+  if [ "$BUDGET" -lt 5 ] || [ "$BUDGET" -gt 100 ]; then
+    echo "error: BUDGET=$BUDGET: a percentage of one core, 5..100" >&2
+    exit 2
+  fi
+  make_budget || {
+    echo "error: could not create a CPU cgroup for BUDGET (run as root)" >&2
+    exit 1
+  }
+  for rep in $(seq 1 "$BUDGET_REPS"); do
+    for name in $(rotation "$((rep - 1))" "${servers[@]}"); do
+      start_server "$name"
+      # The whole process (every thread) moves into the cgroup.
+      echo "$pids" >"$budget_dir/cgroup.procs"
+      echo "--> rep $rep $name saturate at $BUDGET % of a core (load average $(cut -d" " -f1 /proc/loadavg))"
+      bench saturate --url "$url" --subscribers "$SUBSCRIBERS" --publishers "$PUBLISHERS" \
+        --size "$SIZE" --start-rate 10 --factor 1.5 --max-steps "$MAX_STEPS" --refine "$REFINE" --p99-ms 50 \
+        --warmup 3 --duration 3 --drain 3 --pids "$pids" >"$OUT/budget$BUDGET-$name-$rep.json" ||
+        echo "    (run failed)"
+      stop_server
+    done
+  done
+fi
 
 echo
 echo "== machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p')"

@@ -11,7 +11,7 @@ const dir = process.argv[2];
 const runs = {}; // scenario -> server -> [report]
 let failed = 0;
 for (const file of fs.readdirSync(dir).sort()) {
-  const m = file.match(/^(fanout-\d+(?:\.\d+)?|idle|saturate)-(socketioxide|socketio|hubbub)(-redis|-amqp|-cluster)?-(\d+)\.json$/);
+  const m = file.match(/^(fanout-\d+(?:\.\d+)?|idle|saturate|budget\d+)-(socketioxide|socketio|hubbub)(-redis|-amqp|-cluster)?-(\d+)\.json$/);
   if (!m) continue;
   let report;
   try {
@@ -75,10 +75,17 @@ for (const scenario of Object.keys(runs).sort()) {
       : scenario.endsWith("-cluster")
         ? ", two hubbub replicas through a three-shard Redis Cluster (no peer counterpart)"
         : ", one process";
-  const metrics = { idle: idleMetrics, saturate: saturateMetrics }[base] ?? fanoutMetrics;
+  const budget = base.match(/^budget(\d+)$/)?.[1];
+  const saturate = base === "saturate" || budget !== undefined;
+  const metrics = base === "idle" ? idleMetrics : saturate ? saturateMetrics : fanoutMetrics;
   const title =
-    ({ idle: "idle connections", saturate: "saturate (p99 bound 50 ms)" }[base] ??
-      `fan-out at ${base.slice(7)} msg/s`) + where;
+    (base === "idle"
+      ? "idle connections"
+      : base === "saturate"
+        ? "saturate (p99 bound 50 ms)"
+        : budget !== undefined
+          ? `saturate (p99 bound 50 ms), every server held to ${budget} % of one core`
+          : `fan-out at ${base.slice(7)} msg/s`) + where;
   const s = runs[scenario].socketio ?? [];
   const x = runs[scenario].socketioxide ?? [];
   const h = runs[scenario].hubbub ?? [];
@@ -95,7 +102,7 @@ for (const scenario of Object.keys(runs).sort()) {
       `| ${name} | ${fmt(sm, digits)} | ${fmt(xm, digits)} | ${fmt(hm, digits)} | ${ratio(hm, xm)} | ${ratio(hm, sm)} |`,
     );
   }
-  if (base === "saturate") {
+  if (saturate) {
     // The same repetition ran the servers one after the other: the ratio of
     // each pair says how stable the median ratio is.
     const best = (rs, rep) => rs.find((r) => r.rep === rep)?.best?.deliveries_per_sec ?? 0;
