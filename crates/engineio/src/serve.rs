@@ -109,6 +109,19 @@ const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// default (1 s).
 const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Prepares an accepted connection: TCP_NODELAY on, and every request head
+/// timed. Without TCP_NODELAY, Nagle's algorithm holds a small write while an
+/// earlier one waits for the client's acknowledgement, which the client may
+/// delay by up to 40 ms: a broadcast's frames then arrive in bursts that long
+/// (docs/performance.md, change 7).
+fn accepted(io: TcpStream) -> (TimedHeads, Option<SocketAddr>) {
+    let peer = io.peer_addr().ok();
+    if let Err(e) = io.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
+    (TimedHeads::new(io, CLIENT_REQUEST_TIMEOUT), peer)
+}
+
 /// A listening socket for [`server`], as `actix_web::HttpServer::bind` makes it.
 pub fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -188,8 +201,7 @@ where
                 .finish(map_config(app, |_| AppConfig::default()));
             // What `HttpService::tcp` does, with every request head timed.
             fn_service(|io: TcpStream| {
-                let peer = io.peer_addr().ok();
-                let io = TimedHeads::new(io, CLIENT_REQUEST_TIMEOUT);
+                let (io, peer) = accepted(io);
                 std::future::ready(Ok::<_, DispatchError>((io, Protocol::Http1, peer)))
             })
             .and_then(http)
@@ -276,5 +288,22 @@ async fn refuse(io: TcpStream, mut codec: h1::Codec, pending: BytesMut, resp: Ht
         .and_then(|()| codec.encode(Message::Chunk(None), &mut bytes));
     if encoded.is_ok() && ws::write_all(&io, &bytes).await.is_ok() {
         ws::close_gracefully(io).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_write_without_nagle() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (io, peer) = listener.accept().await.unwrap();
+        assert!(!io.nodelay().unwrap(), "a fresh socket has Nagle on");
+        let (io, seen) = accepted(io);
+        assert_eq!(seen, Some(peer));
+        assert!(io.into_inner().nodelay().unwrap());
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! Usage: socketioxide-peer PORT [REDIS_URL]
 
+use axum::serve::ListenerExt;
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{Data, SocketRef};
@@ -44,7 +45,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             axum::Router::new().layer(layer)
         }
     };
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    // TCP_NODELAY on every connection, as hubbub and Node's http server set it:
+    // without it Nagle's algorithm holds small frames behind delayed ACKs.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await?
+        .tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                eprintln!("setting TCP_NODELAY: {e}");
+            }
+        });
     println!(
         "socketioxide listening on 127.0.0.1:{port}{}",
         redis_url.map(|u| format!(" with {u}")).unwrap_or_default()

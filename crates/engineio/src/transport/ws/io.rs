@@ -109,7 +109,16 @@ pub(crate) struct Outbound {
     /// what a full socket buffer left over. Empty (no allocation) otherwise.
     pub(crate) buf: BytesMut,
     done: bool,
+    /// The last chunk carried frames of several packets: broadcasts reach this
+    /// connection faster than its turns come, so its next write waits up to
+    /// [`HOLD`] to take more of them at once (see `poll_write`).
+    behind: bool,
+    /// The timer of a held write (allocated the first time one is held).
+    hold: Option<Pin<Box<tokio::time::Sleep>>>,
 }
+
+/// How long a writer that is behind holds its next write (see `poll_write`).
+const HOLD: Duration = Duration::from_millis(1);
 
 /// What a turn of encoding found.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -133,6 +142,8 @@ impl Outbound {
             queue: None,
             buf: BytesMut::new(),
             done: false,
+            behind: false,
+            hold: None,
         }
     }
 
@@ -185,6 +196,7 @@ impl Outbound {
                 })
                 .is_pending();
         }
+        self.behind = packets > 1;
         if packets > 0 {
             // Counted once per chunk rather than per frame.
             let m = self.engine.metrics();
@@ -209,7 +221,24 @@ impl Outbound {
     /// encoded into the thread's scratch buffer and written from there with one
     /// system call per chunk: a connection keeps bytes of its own only when the
     /// socket's buffer is full.
+    ///
+    /// A writer that is behind (its last chunk held several packets: broadcasts
+    /// come faster than its turns) holds its next write for [`HOLD`], so that
+    /// the broadcasts handled meanwhile leave in the same write. Under load that
+    /// halves the writes, and the client's reads, per delivery, for at most a
+    /// millisecond or two of latency (the timer's resolution); a connection that
+    /// gets one packet at a time is never held (docs/performance.md, change 7).
     pub(crate) fn poll_write(&mut self, cx: &mut Context<'_>, io: &TcpStream) -> Poll<()> {
+        if std::mem::take(&mut self.behind) && self.buf.is_empty() && !self.done {
+            let deadline = tokio::time::Instant::now() + HOLD;
+            let hold = self
+                .hold
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            hold.as_mut().reset(deadline);
+            if hold.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
         loop {
             while !self.buf.is_empty() {
                 match io.try_write(&self.buf) {
@@ -642,7 +671,156 @@ pub(crate) async fn close_gracefully(mut io: TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::EngineMetrics;
+    use crate::{Connection, EngineConfig, EngineHandler, Message, ProtocolViolation, Transport};
+    use tokio::sync::Notify;
     use tokio_util::codec::Encoder;
+
+    struct Quiet;
+    impl Connection for Quiet {
+        fn on_message(&self, _: Message) -> Result<(), ProtocolViolation> {
+            Ok(())
+        }
+        fn on_close(&self, _: CloseReason) {}
+    }
+    impl EngineHandler for Quiet {
+        fn on_open(&self, _: &Arc<Session>) -> Arc<dyn Connection> {
+            Arc::new(Quiet)
+        }
+    }
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Woken(Notify);
+    impl std::task::Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.notify_one();
+        }
+    }
+
+    /// One writer on a loopback connection, and the client's end of it.
+    struct Writer {
+        session: Arc<Session>,
+        out: Outbound,
+        server: TcpStream,
+        /// The client's end, read directly (not through the runtime's readiness).
+        client: std::net::TcpStream,
+        woken: Arc<Woken>,
+    }
+
+    impl Writer {
+        async fn new() -> Writer {
+            let metrics = Arc::new(EngineMetrics::detached());
+            let engine = Engine::new(EngineConfig::default(), Arc::new(Quiet), metrics.clone());
+            let session = Session::new(Transport::WebSocket, 64, metrics);
+            let link = Arc::new(Link::default());
+            link.hand_over(session.rx.clone().lock_owned().await);
+            let out = Outbound::new(engine, link, session.clone());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let client = client.into_std().unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            Writer {
+                session,
+                out,
+                server,
+                client,
+                woken: Arc::default(),
+            }
+        }
+
+        fn send(&self, text: &'static str) {
+            self.session
+                .send(Frame::Text(ByteString::from_static(text)))
+                .unwrap();
+        }
+
+        fn poll(&mut self) -> Poll<()> {
+            let waker = Waker::from(self.woken.clone());
+            self.out
+                .poll_write(&mut Context::from_waker(&waker), &self.server)
+        }
+
+        /// Reads exactly `expected`'s length and checks the bytes.
+        fn assert_written(&mut self, expected: &[u8]) {
+            use std::io::Read;
+            self.client.set_nonblocking(false).unwrap();
+            let mut buf = vec![0; expected.len()];
+            self.client.read_exact(&mut buf).expect("the frames arrive");
+            assert_eq!(buf, expected);
+        }
+
+        /// Nothing was written (loopback: what a `write` sends is in the client's
+        /// buffer once it returns).
+        fn assert_nothing_written(&mut self) {
+            use std::io::Read;
+            self.client.set_nonblocking(true).unwrap();
+            let mut buf = [0; 64];
+            match self.client.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                other => panic!("expected nothing to read, got {other:?}"),
+            }
+        }
+
+        async fn wake_up(&self) {
+            tokio::time::timeout(Duration::from_secs(5), self.woken.0.notified())
+                .await
+                .expect("the writer is woken");
+        }
+    }
+
+    fn frames(texts: &[&'static str]) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        for t in texts {
+            encode_data(&mut b, &Frame::Text(ByteString::from_static(t)));
+        }
+        b.to_vec()
+    }
+
+    /// A writer whose last write carried several packets holds its next one
+    /// until its timer fires, and then writes everything queued meanwhile at
+    /// once; a writer that got one packet at a time writes at once.
+    #[tokio::test]
+    async fn a_writer_behind_holds_its_next_write_once() {
+        let mut w = Writer::new().await;
+        // Two packets before the writer's first turn: one write, and it is behind.
+        w.send("4a");
+        w.send("4b");
+        assert!(w.poll().is_pending());
+        w.assert_written(&frames(&["4a", "4b"]));
+
+        // Behind: the next packet waits for the hold...
+        w.send("4c");
+        w.wake_up().await;
+        assert!(w.poll().is_pending());
+        w.assert_nothing_written();
+        w.send("4d");
+        // ...whose timer wakes the writer, which then writes both in one go.
+        w.wake_up().await;
+        assert!(w.poll().is_pending());
+        w.assert_written(&frames(&["4c", "4d"]));
+
+        // Still behind (two packets): one more hold, with nothing to take.
+        assert!(w.poll().is_pending());
+        w.wake_up().await;
+        assert!(w.poll().is_pending());
+        w.assert_nothing_written();
+
+        // No longer behind: a single packet leaves at once, and so does the next.
+        w.send("4e");
+        w.wake_up().await;
+        assert!(w.poll().is_pending());
+        w.assert_written(&frames(&["4e"]));
+        w.send("4f");
+        w.wake_up().await;
+        assert!(w.poll().is_pending());
+        w.assert_written(&frames(&["4f"]));
+    }
 
     /// The hand-written frame encoder writes exactly what actix-http's codec
     /// (the one the reading side decodes with) writes, at every length boundary.
