@@ -221,6 +221,11 @@ impl Session {
         }
     }
 
+    /// The engine's metrics, which this session counts in.
+    pub(crate) fn metrics(&self) -> &EngineMetrics {
+        &self.metrics
+    }
+
     pub(crate) fn set_transport(&self, t: Transport) {
         let old = self.transport();
         if old != t {

@@ -36,7 +36,7 @@ use tokio_util::codec::Decoder;
 
 use crate::packet::Frame;
 use crate::queue::Receiver;
-use crate::{CloseReason, Engine, Session};
+use crate::{CloseReason, Session};
 
 /// The most bytes of frames encoded into one chunk before it is written.
 pub(crate) const MAX_CHUNK: usize = 32 * 1024;
@@ -101,7 +101,6 @@ impl Link {
 /// The writing side: the session's queue (once it has it) and the control
 /// frames, encoded as WebSocket frames, a chunk at a time.
 pub(crate) struct Outbound {
-    engine: Arc<Engine>,
     link: Arc<Link>,
     session: Arc<Session>,
     queue: Option<Queue>,
@@ -134,9 +133,9 @@ enum Encoded {
 }
 
 impl Outbound {
-    pub(crate) fn new(engine: Arc<Engine>, link: Arc<Link>, session: Arc<Session>) -> Outbound {
+    /// The writer of `session` (whose metrics it counts in: the engine's).
+    pub(crate) fn new(link: Arc<Link>, session: Arc<Session>) -> Outbound {
         Outbound {
-            engine,
             link,
             session,
             queue: None,
@@ -199,7 +198,7 @@ impl Outbound {
         self.behind = packets > 1;
         if packets > 0 {
             // Counted once per chunk rather than per frame.
-            let m = self.engine.metrics();
+            let m = self.session.metrics();
             m.packets_sent_total.inc_by(packets);
             m.bytes_sent_total.inc_by(bytes);
         }
@@ -671,23 +670,10 @@ pub(crate) async fn close_gracefully(mut io: TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Transport;
     use crate::metrics::EngineMetrics;
-    use crate::{Connection, EngineConfig, EngineHandler, Message, ProtocolViolation, Transport};
     use tokio::sync::Notify;
     use tokio_util::codec::Encoder;
-
-    struct Quiet;
-    impl Connection for Quiet {
-        fn on_message(&self, _: Message) -> Result<(), ProtocolViolation> {
-            Ok(())
-        }
-        fn on_close(&self, _: CloseReason) {}
-    }
-    impl EngineHandler for Quiet {
-        fn on_open(&self, _: &Arc<Session>) -> Arc<dyn Connection> {
-            Arc::new(Quiet)
-        }
-    }
 
     /// A waker that counts its wake-ups.
     #[derive(Default)]
@@ -711,11 +697,10 @@ mod tests {
     impl Writer {
         async fn new() -> Writer {
             let metrics = Arc::new(EngineMetrics::detached());
-            let engine = Engine::new(EngineConfig::default(), Arc::new(Quiet), metrics.clone());
             let session = Session::new(Transport::WebSocket, 64, metrics);
             let link = Arc::new(Link::default());
             link.hand_over(session.rx.clone().lock_owned().await);
-            let out = Outbound::new(engine, link, session.clone());
+            let out = Outbound::new(link, session.clone());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let client = TcpStream::connect(listener.local_addr().unwrap())
                 .await

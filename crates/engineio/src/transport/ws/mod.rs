@@ -123,7 +123,7 @@ pub(crate) fn accept(
             }
         }
     };
-    let out = Outbound::new(engine.clone(), link.clone(), session.clone());
+    let out = Outbound::new(link.clone(), session.clone());
     let read = read.map(|probe| ReadSide {
         engine: engine.clone(),
         session,
