@@ -29,9 +29,11 @@
 //! Presence: each replica writes its users into its own hash, whose TTL its heartbeat
 //! (`--presence-heartbeat-secs`) refreshes while also scoring the replica in `P:replicas`.
 //! A replica that crashes stops refreshing, and its users vanish within the TTL. Readers
-//! count only replicas seen within the TTL. When a heartbeat finds its hash gone (Redis
-//! restarted, or the replica was cut off longer than the TTL), it rewrites the hash from
-//! the replica's own list of joined users. Presence writes of one replica are serialised
+//! count only replicas seen within the TTL. When a heartbeat finds that its hash does not
+//! hold as many users as the replica has joined (gone because Redis restarted or the
+//! replica was cut off longer than the TTL, or recreated by a join after a failover
+//! promoted a replica that lacked it), it rewrites the hash from the replica's own list of
+//! joined users. Presence writes of one replica are serialised
 //! so that such a rewrite can never resurrect a user removed concurrently.
 //!
 //! While Redis is unreachable every operation fails at once with
@@ -250,7 +252,9 @@ impl RedisStore {
 
     /// One heartbeat: refresh the TTL of this replica's presence hash and its score in the
     /// replica set, prune replicas silent for ten TTLs, retry failed removals, and rewrite
-    /// the hash from the local list if it is gone.
+    /// the hash from the local list if it does not hold as many users: gone (Redis
+    /// restarted, a long cut), or recreated by a join after a failover promoted a replica
+    /// that had not received the hash yet (it then holds the newcomers only).
     pub async fn heartbeat(&self) -> Result<(), StoreError> {
         let mut local = self.local_presence.lock().await;
         let now = now_millis();
@@ -278,13 +282,28 @@ impl RedisStore {
                 if !removals.is_empty() {
                     trx.hdel::<(), _, _>(&presence, removals).await?;
                 }
+                trx.hlen::<(), _>(&presence).await?;
                 trx.exec(true).await
             })
             .await
             .map_err(map_err)?;
         local.pending_removals.clear();
-        let hash_exists = reply.first().and_then(RedisValue::as_i64) == Some(1);
-        if !hash_exists && !local.joined.is_empty() {
+        // Presence writes are serialised under `local`, so the hash holds exactly the
+        // users of `local.joined` unless Redis lost or recreated it.
+        let stored = reply.last().and_then(RedisValue::as_i64).unwrap_or(-1);
+        if stored != local.joined.len() as i64 && local.joined.is_empty() {
+            tracing::info!(
+                stored,
+                "presence hash holds users this replica does not have; removing it"
+            );
+            let presence = self.keys.presence.clone();
+            self.link
+                .call("presence_rewrite", |c| async move {
+                    c.del::<(), _>(&presence).await
+                })
+                .await
+                .map_err(map_err)?;
+        } else if stored != local.joined.len() as i64 {
             let entries: Vec<(String, String)> = local
                 .joined
                 .iter()
@@ -293,7 +312,8 @@ impl RedisStore {
             let presence = self.keys.presence.clone();
             tracing::info!(
                 users = entries.len(),
-                "presence hash was gone; rewriting it"
+                stored,
+                "presence hash does not match this replica's users (gone, or recreated after a failover); rewriting it"
             );
             self.link
                 .call("presence_rewrite", |c| async move {

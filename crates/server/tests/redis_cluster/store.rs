@@ -316,6 +316,35 @@ async fn a_removal_that_failed_during_an_outage_is_applied_after_it() {
     );
 }
 
+/// A failover may promote a replica that had not received this replica's presence hash,
+/// and a user may join before the next heartbeat: the join recreates the hash with the
+/// newcomer only. The heartbeat sees that the hash holds fewer users than this replica has
+/// and rewrites it (it used to rewrite only a hash that was gone).
+#[tokio::test]
+async fn a_hash_recreated_by_a_join_after_its_loss_is_repaired() {
+    let redis = RedisServer::start();
+    let (_link, s) = replica(&redis, "t9", LIMITS).await;
+    s.set_present("a1", "ann").await.unwrap();
+    s.set_present("a2", "al").await.unwrap();
+    // What the promoted replica lacks: this replica's hash.
+    redis.cli(&[
+        "EVAL",
+        "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end",
+        "0",
+        "t9:presence:*",
+    ]);
+    s.set_present("a3", "cy").await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            s.names(10).await.ok() == Some(vec!["al".to_string(), "ann".into(), "cy".into()])
+        })
+        .await,
+        "presence was not repaired: {:?}",
+        s.names(10).await
+    );
+    assert_eq!(s.online().await.unwrap(), 3);
+}
+
 #[tokio::test]
 async fn unreachable_at_start_then_ready_when_redis_appears() {
     let port = crate::support::free_port();
