@@ -291,19 +291,7 @@ impl RedisStore {
         // Presence writes are serialised under `local`, so the hash holds exactly the
         // users of `local.joined` unless Redis lost or recreated it.
         let stored = reply.last().and_then(RedisValue::as_i64).unwrap_or(-1);
-        if stored != local.joined.len() as i64 && local.joined.is_empty() {
-            tracing::info!(
-                stored,
-                "presence hash holds users this replica does not have; removing it"
-            );
-            let presence = self.keys.presence.clone();
-            self.link
-                .call("presence_rewrite", |c| async move {
-                    c.del::<(), _>(&presence).await
-                })
-                .await
-                .map_err(map_err)?;
-        } else if stored != local.joined.len() as i64 {
+        if stored != local.joined.len() as i64 {
             let entries: Vec<(String, String)> = local
                 .joined
                 .iter()
@@ -319,8 +307,11 @@ impl RedisStore {
                 .call("presence_rewrite", |c| async move {
                     let trx = c.multi();
                     trx.del::<(), _>(&presence).await?;
-                    trx.hset::<(), _, _>(&presence, entries).await?;
-                    trx.expire::<(), _>(&presence, ttl, None).await?;
+                    // An empty hash does not exist in Redis: no users, nothing to write.
+                    if !entries.is_empty() {
+                        trx.hset::<(), _, _>(&presence, entries).await?;
+                        trx.expire::<(), _>(&presence, ttl, None).await?;
+                    }
                     trx.exec::<RedisValue>(true).await
                 })
                 .await

@@ -112,7 +112,8 @@ pub(crate) struct Outbound {
     /// connection faster than its turns come, so its next write waits up to
     /// [`HOLD`] to take more of them at once (see `poll_write`).
     behind: bool,
-    /// The timer of a held write (allocated the first time one is held).
+    /// The timer of a held write: allocated when the writer falls behind, dropped
+    /// once a write carries one packet or none.
     hold: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
@@ -196,6 +197,11 @@ impl Outbound {
                 .is_pending();
         }
         self.behind = packets > 1;
+        if !self.behind {
+            // The burst is over: a connection that is not behind keeps no timer (a join's
+            // replayed history makes almost every connection behind once).
+            self.hold = None;
+        }
         if packets > 0 {
             // Counted once per chunk rather than per frame.
             let m = self.session.metrics();
@@ -675,7 +681,7 @@ mod tests {
     use tokio::sync::Notify;
     use tokio_util::codec::Encoder;
 
-    /// A waker that counts its wake-ups.
+    /// A waker that wakes whoever awaits `.0` (a wake-up before the wait is kept).
     #[derive(Default)]
     struct Woken(Notify);
     impl std::task::Wake for Woken {
@@ -790,11 +796,14 @@ mod tests {
         assert!(w.poll().is_pending());
         w.assert_written(&frames(&["4c", "4d"]));
 
-        // Still behind (two packets): one more hold, with nothing to take.
+        // Still behind (two packets): one more hold, with nothing to take, after which
+        // the writer keeps no timer.
         assert!(w.poll().is_pending());
+        assert!(w.out.hold.is_some());
         w.wake_up().await;
         assert!(w.poll().is_pending());
         w.assert_nothing_written();
+        assert!(w.out.hold.is_none());
 
         // No longer behind: a single packet leaves at once, and so does the next.
         w.send("4e");
